@@ -1,0 +1,209 @@
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
+import type { GatewayConfig } from './config/schema.js';
+import type { Deps } from './deps.js';
+import type { Env } from './env.js';
+import { GatewayError, immichErrorBody } from './errors.js';
+import { AddressSet, clientAddress, normalizeIp } from './net.js';
+import { clientType } from './observability/metrics.js';
+import { redactUrl } from './observability/logging.js';
+import { canonicalPath, isApiPath } from './routing/path.js';
+import { forwardWebsocket } from './upstream/websocket.js';
+
+/** Middlewares of the configured policies, already in phase order (policies/index.ts builds them). */
+export interface PhaseMiddlewares {
+  legacy: MiddlewareHandler<Env>[];
+  rest: MiddlewareHandler<Env>[];
+}
+
+const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+
+function newRequestId(): string {
+  return randomBytes(9).toString('base64url');
+}
+
+export function createApp(config: GatewayConfig, deps: Deps, phases: PhaseMiddlewares): Hono<Env> {
+  const app = new Hono<Env>();
+  const trusted = new AddressSet(config.server.trustedProxies);
+  const { metrics, logger, forwarder, routes } = deps;
+  const metricsToken = config.metrics.bearerTokenEnv ? process.env[config.metrics.bearerTokenEnv] : undefined;
+
+  /** Phase 1, context: request id, client address, the canonical path, the upstream request. */
+  const context: MiddlewareHandler<Env> = async (c, next) => {
+    const req = c.env.incoming;
+    c.set('startedAt', process.hrtime.bigint());
+    const incomingId = req.headers['x-request-id'];
+    c.set('requestId', typeof incomingId === 'string' && SANE_REQUEST_ID.test(incomingId) ? incomingId : newRequestId());
+    const peer = normalizeIp(req.socket.remoteAddress);
+    c.set('clientIp', clientAddress(peer, req.headers['x-forwarded-for'], trusted));
+    c.set('responseHeaders', {});
+    c.set('notes', {});
+    c.set('routeLabel', 'unmatched');
+    c.set('routeClass', 'api');
+    c.set('principal', { kind: 'anonymous', client: 'anonymous', upstreamIdentity: `ip:${peer}` });
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const rawPath = q === -1 ? url : url.slice(0, q);
+    const query = q === -1 ? '' : url.slice(q);
+    c.set('upstream', { method: req.method ?? 'GET', url, headerEdits: {} });
+    c.set('query', query);
+    c.set('path', rawPath);
+    const path = canonicalPath(rawPath);
+    c.set('path', path);
+    if (path !== rawPath) c.var.upstream.url = path + query;
+    await next();
+  };
+
+  /** Phase 2, observe: one access line and the RED metrics per request, labelled by template. */
+  const observe: MiddlewareHandler<Env> = async (c, next) => {
+    metrics.inFlight.inc();
+    try {
+      await next();
+    } finally {
+      metrics.inFlight.dec();
+      record(c);
+    }
+  };
+
+  function record(c: Context<Env>): void {
+    const req = c.env.incoming;
+    const res = c.env.outgoing;
+    const sentByUs = res?.headersSent ?? false;
+    const status = sentByUs ? res!.statusCode : c.res.status;
+    const seconds = Number(process.hrtime.bigint() - c.var.startedAt) / 1e9;
+    const route = c.var.routeLabel;
+    const client = c.var.principal.client;
+    const method = req.method ?? 'GET';
+    const bytesIn = Number(req.headers['content-length'] ?? 0) || 0;
+    const bytesOut = c.var.bytesOut ?? (Number(c.res.headers.get('content-length') ?? 0) || 0);
+    metrics.requests.inc({ method, route, status: String(status), client });
+    metrics.requestDuration.observe({ method, route }, seconds);
+    if (bytesIn) metrics.requestBytes.inc({ route, client }, bytesIn);
+    if (bytesOut) metrics.responseBytes.inc({ route, client }, bytesOut);
+    metrics.clientTypes.inc({ type: clientType(req.headers.devicetype as string | undefined, req.headers['user-agent']) });
+    const legacy = c.var.legacy;
+    logger.info(
+      {
+        requestId: c.var.requestId,
+        method,
+        url: redactUrl(legacy ? legacy.originalPath : (req.url ?? '/')),
+        route,
+        status,
+        client,
+        clientIp: c.var.clientIp,
+        bytesIn,
+        bytesOut,
+        ms: Math.round(seconds * 1e4) / 10,
+        ...(legacy ? { legacyRule: legacy.rule } : {}),
+        ...c.var.notes,
+      },
+      'request',
+    );
+  }
+
+  /** Phase 4, route: match against Immich's route table; non-/api paths are the web UI. */
+  const route: MiddlewareHandler<Env> = async (c, next) => {
+    const path = c.var.path;
+    if (isApiPath(path)) {
+      // Matrix parameters are meaningless to Immich but could confuse a path matcher downstream.
+      if (path.includes(';')) throw new GatewayError(400, 'BAD_PATH', 'Invalid request path');
+      const match = routes.match(c.var.upstream.method, path);
+      if (match) {
+        c.set('route', match);
+        c.set('routeLabel', match.route.path);
+      }
+    } else {
+      c.set('routeLabel', 'web');
+    }
+    await next();
+  };
+
+  /** Phase 9, forward: websocket upgrades socket to socket, everything else streamed through undici. */
+  const forward = (c: Context<Env>) => (c.env.upgrade ? forwardWebsocket(c, deps) : forwarder.pipe(c));
+
+  app.onError((err, c) => renderError(c, err, logger));
+  app.notFound((c) => renderError(c, new GatewayError(404, 'NOT_FOUND', 'Not found'), logger));
+
+  app.use('*', context, observe);
+
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.get('/readyz', async (c) => {
+    const checks = await readiness(deps);
+    return c.json({ status: checks.ok ? 'ready' : 'not ready', ...checks.detail }, checks.ok ? 200 : 503);
+  });
+  if (metricsToken) {
+    app.get('/metrics', async (c) => {
+      if (!bearerMatches(c.env.incoming.headers.authorization, metricsToken)) {
+        throw new GatewayError(401, 'METRICS_TOKEN', 'Authentication required', { 'WWW-Authenticate': 'Bearer realm="immich-gateway"' });
+      }
+      return c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType });
+    });
+  }
+
+  app.use('*', ...phases.legacy, route, ...phases.rest);
+  app.all('*', forward);
+  return app;
+}
+
+function bearerMatches(header: string | undefined, token: string): boolean {
+  if (!header?.startsWith('Bearer ')) return false;
+  const given = Buffer.from(header.slice(7));
+  const want = Buffer.from(token);
+  return given.length === want.length && timingSafeEqual(given, want);
+}
+
+async function readiness(deps: Deps): Promise<{ ok: boolean; detail: Record<string, string> }> {
+  const detail: Record<string, string> = {};
+  let ok = true;
+  try {
+    const res = await deps.forwarder.agent.request({
+      origin: deps.forwarder.origin,
+      path: '/api/server/ping',
+      method: 'GET',
+      headersTimeout: 2000,
+      bodyTimeout: 2000,
+    });
+    await res.body.dump();
+    detail.upstream = res.statusCode === 200 ? 'ok' : `status ${res.statusCode}`;
+    ok &&= res.statusCode === 200;
+  } catch (err) {
+    detail.upstream = (err as { code?: string }).code ?? 'unreachable';
+    ok = false;
+  }
+  if (deps.redis) {
+    try {
+      await deps.redis.ping();
+      detail.redis = 'ok';
+    } catch {
+      detail.redis = 'unreachable';
+      ok = false;
+    }
+  }
+  return { ok, detail };
+}
+
+/** Immich's error shape for every error the gateway itself answers; a 500 never shows its cause. */
+export function renderError(c: Context<Env>, err: unknown, logger: Deps['logger']): Response {
+  const requestId = c.get('requestId') ?? newRequestId();
+  let status = 500;
+  let message = 'Internal server error';
+  let headers: Record<string, string> = {};
+  if (err instanceof GatewayError) {
+    ({ status, headers } = err);
+    message = err.message;
+    c.set('notes', { ...(c.get('notes') ?? {}), error: err.code });
+  } else {
+    logger.error({ requestId, err }, 'unhandled error');
+  }
+  const extra = c.get('responseHeaders') ?? {};
+  return new Response(immichErrorBody(status, message, requestId), {
+    status,
+    headers: {
+      ...extra,
+      ...headers,
+      'content-type': 'application/json; charset=utf-8',
+      'x-correlation-id': requestId,
+      'x-request-id': requestId,
+    },
+  });
+}

@@ -1,0 +1,102 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+
+/** What the route table knows about an Immich operation (generated from Immich's OpenAPI spec). */
+export interface RouteInfo {
+  method: string;
+  /** Path template with the /api prefix, Immich style: `/api/assets/{id}/thumbnail`. */
+  path: string;
+  operationId: string;
+  /** `x-immich-permission`; `all` for an authenticated operation that names none; null for none needed. */
+  permission: string | null;
+  adminOnly: boolean;
+  /** No authentication at all (`/api/server/ping`, login...). */
+  public: boolean;
+  /** Accepts a shared-link `key`/`slug`. */
+  sharedLink: boolean;
+  deprecated: boolean;
+}
+
+export interface RouteMatch {
+  route: RouteInfo;
+  params: Record<string, string>;
+}
+
+/** A legacy call translated before routing. */
+export interface LegacyMatch {
+  /** Rule id from config/legacy-routes.yaml. */
+  rule: string;
+  originalMethod: string;
+  originalPath: string;
+  /** Current path (with query) the client should move to, for the `Link` header. */
+  successor: string;
+  /** Named response transform, if any. */
+  responseTransform?: string;
+}
+
+export type PrincipalKind = 'gateway-key' | 'jwt' | 'native' | 'shared-link' | 'anonymous';
+
+/** Exactly one per request, set by the authenticate phase. */
+export interface Principal {
+  kind: PrincipalKind;
+  /** Bounded label for metrics and logs: a configured client name, `native`, or `anonymous`. Never a secret. */
+  client: string;
+  /** Gateway principals only: the granted Immich permissions (already expanded from presets). */
+  scopes?: ReadonlySet<string>;
+  /**
+   * Identity as the upstream sees it: a hash of the injected or native credential. Cache keys and
+   * rate-limit keys use it, so nothing crosses users. Never the credential itself.
+   */
+  upstreamIdentity: string;
+}
+
+/**
+ * The upstream request being built. Phases edit it; the forward phase sends it.
+ * Header names are lower-case; a `null` value removes the header.
+ */
+export interface UpstreamRequest {
+  method: string;
+  /** Path plus query, byte-for-byte what goes upstream. */
+  url: string;
+  headerEdits: Record<string, string | null>;
+  /** Bytes to send in front of the client's body (legacy multipart backfill); the body still streams. */
+  bodyPrefix?: Buffer;
+  /** Replacement body for small JSON rewrites (legacy query → body translations). Never an upload. */
+  body?: Buffer;
+}
+
+/** The one declaration of the typed context shared by all phases. */
+export type Variables = {
+  requestId: string;
+  clientIp: string;
+  /** process.hrtime.bigint() at arrival. */
+  startedAt: bigint;
+  /** The path the phases judge: after legacy translation and canonicalisation, without the query. */
+  path: string;
+  /** Raw query string including the leading `?`, or ''. */
+  query: string;
+  route?: RouteMatch;
+  /** Template or `unmatched`/`web` — what metrics and logs label the request by. */
+  routeLabel: string;
+  legacy?: LegacyMatch;
+  principal: Principal;
+  upstream: UpstreamRequest;
+  /** Route class for limits (`thumbnails`, `uploads`, `api`, `login`...). */
+  routeClass: string;
+  /** Extra headers to add to whatever response goes back (RateLimit, Deprecation...). */
+  responseHeaders: Record<string, string>;
+  /** Response body bytes the forwarder sent. */
+  bytesOut?: number;
+  /** Outcome notes for the access log (cache: HIT/MISS, limiter...). */
+  notes: Record<string, string>;
+};
+
+/** Node bindings passed by @hono/node-server, plus the socket of an upgrade request. */
+export type Bindings = {
+  incoming: IncomingMessage;
+  outgoing: ServerResponse | undefined;
+  /** Set only for a websocket upgrade: the raw client socket and the bytes read past the headers. */
+  upgrade?: { socket: Duplex; head: Buffer };
+};
+
+export type Env = { Variables: Variables; Bindings: Bindings };

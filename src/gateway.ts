@@ -1,0 +1,130 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { getRequestListener } from '@hono/node-server';
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
+import { buildPolicies } from '../policies/index.js';
+import { createApp } from './app.js';
+import type { GatewayConfig } from './config/schema.js';
+import type { Deps } from './deps.js';
+import { immichErrorBody } from './errors.js';
+import { createLogger } from './observability/logging.js';
+import { Metrics } from './observability/metrics.js';
+import { compileRouteTable, loadRouteTable } from './routing/route-table.js';
+import { createForwarder } from './upstream/forward.js';
+import { writeRawResponse } from './upstream/websocket.js';
+
+export interface GatewayOptions {
+  /** Tests pass their own logger (to capture lines) and registry. */
+  logger?: Logger;
+  registry?: Registry;
+  routesFile?: string;
+}
+
+export interface Gateway {
+  server: Server;
+  metricsServer?: Server;
+  deps: Deps;
+  url: string;
+  metricsUrl?: string;
+  /** Stops accepting, lets in-flight requests finish (up to the grace period), releases everything. */
+  close(): Promise<void>;
+}
+
+export const DEFAULT_ROUTES_FILE = new URL('../../config/immich-routes.json', import.meta.url).pathname.replace('/dist/config/', '/config/');
+
+/** Builds and starts the gateway: deps, policies, app, main listener, metrics listener. */
+export async function startGateway(config: GatewayConfig, options: GatewayOptions = {}): Promise<Gateway> {
+  const logger = options.logger ?? createLogger(config.logging.level);
+  const metrics = new Metrics(options.registry ?? new Registry());
+  const closers: (() => void | Promise<void>)[] = [];
+  const forwarder = createForwarder(config, {
+    onHeaders: () => {},
+    onError: (kind) => metrics.upstreamErrors.inc({ kind }),
+  });
+  closers.push(() => forwarder.close());
+  let redis: Redis | undefined;
+  if (config.redis.url) {
+    // No offline queue: a command while Redis is down fails at once and the caller falls back.
+    redis = new Redis(config.redis.url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false });
+    redis.on('error', () => {});
+    redis.on('ready', () => metrics.redisUp.set(1));
+    redis.on('close', () => metrics.redisUp.set(0));
+    metrics.redisUp.set(0);
+    closers.push(() => void redis!.disconnect());
+  }
+  const routes = compileRouteTable(loadRouteTable(options.routesFile ?? DEFAULT_ROUTES_FILE));
+  const deps: Deps = { logger, metrics, forwarder, routes, redis };
+  const phases = await buildPolicies(config, deps, (fn) => closers.push(fn));
+  const app = createApp(config, deps, phases);
+
+  const listener = getRequestListener(app.fetch, { overrideGlobalObjects: false });
+  const server = createServer({ maxHeaderSize: config.server.maxHeaderBytes, requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000 }, listener);
+  // Handling Expect: 100-continue ourselves: the forward phase sends "100 Continue" only once every
+  // policy has let the request through, so a refused upload never starts.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => server.emit('request', req, res));
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => socket.destroy());
+    let request: Request;
+    try {
+      request = new Request(`http://gateway${req.url ?? '/'}`, { method: 'GET' });
+    } catch {
+      writeRawResponse(socket, 400, { 'content-type': 'application/json' }, immichErrorBody(400, 'Invalid request path', 'none'));
+      return;
+    }
+    Promise.resolve(app.fetch(request, { incoming: req, outgoing: undefined, upgrade: { socket, head } }))
+      .then(async (response) => {
+        if (response.headers.get('x-hono-already-sent')) return;
+        writeRawResponse(socket, response.status, Object.fromEntries(response.headers), Buffer.from(await response.arrayBuffer()));
+      })
+      .catch(() => socket.destroy());
+  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    // Malformed requests (bad header bytes, oversized headers) get an Immich-shaped answer, not a crash.
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+    const message = status === 431 ? 'Request headers too large' : 'Bad request';
+    writeRawResponse(socket, status, { 'content-type': 'application/json; charset=utf-8' }, immichErrorBody(status, message, 'none'));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.server.port, config.server.host, () => resolve());
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${address.port}`;
+
+  let metricsServer: Server | undefined;
+  let metricsUrl: string | undefined;
+  if (config.metrics.port !== undefined) {
+    metricsServer = createServer(async (req, res) => {
+      if (req.url !== '/metrics') {
+        res.writeHead(404).end();
+        return;
+      }
+      res.writeHead(200, { 'content-type': metrics.registry.contentType });
+      res.end(await metrics.registry.metrics());
+    });
+    await new Promise<void>((resolve, reject) => {
+      metricsServer!.once('error', reject);
+      metricsServer!.listen(config.metrics.port, config.metrics.host, () => resolve());
+    });
+    const m = metricsServer.address() as AddressInfo;
+    metricsUrl = `http://${m.family === 'IPv6' ? `[${m.address}]` : m.address}:${m.port}/metrics`;
+  }
+
+  async function close(): Promise<void> {
+    const grace = config.server.shutdownGraceSeconds * 1000;
+    const drained = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    const timer = setTimeout(() => server.closeAllConnections(), grace);
+    await drained;
+    clearTimeout(timer);
+    metricsServer?.close();
+    for (const fn of closers.reverse()) await fn();
+  }
+
+  return { server, metricsServer, deps, url, metricsUrl, close };
+}
