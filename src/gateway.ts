@@ -14,6 +14,7 @@ import { immichErrorBody } from './errors.js';
 import { createLogger } from './observability/logging.js';
 import { Metrics } from './observability/metrics.js';
 import { compileRouteTable, loadRouteTable } from './routing/route-table.js';
+import { packageFile } from './paths.js';
 import { createForwarder } from './upstream/forward.js';
 import { writeRawResponse } from './upstream/websocket.js';
 
@@ -34,7 +35,7 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-export const DEFAULT_ROUTES_FILE = new URL('../../config/immich-routes.json', import.meta.url).pathname.replace('/dist/config/', '/config/');
+export const DEFAULT_ROUTES_FILE = packageFile('config/immich-routes.json');
 
 /** Builds and starts the gateway: deps, policies, app, main listener, metrics listener. */
 export async function startGateway(config: GatewayConfig, options: GatewayOptions = {}): Promise<Gateway> {

@@ -34,14 +34,22 @@ function asPort(name: string, raw: string): number {
   return Number(raw);
 }
 
-/** Environment variables that override the file, and where they land. */
+/** Environment variables that override the file, and the field each one sets. */
+const ENV_FIELDS: [string, string][] = [
+  ['IMMICH_URL', 'upstream.url'],
+  ['PORT', 'server.port'],
+  ['HOST', 'server.host'],
+  ['REDIS_URL', 'redis.url'],
+  ['LOG_LEVEL', 'logging.level'],
+  ['METRICS_PORT', 'metrics.port'],
+];
+
 function applyEnv(raw: Record<string, unknown>, env: Env): void {
-  if (env.IMMICH_URL) setIn(raw, ['upstream', 'url'], env.IMMICH_URL);
-  if (env.PORT) setIn(raw, ['server', 'port'], asPort('PORT', env.PORT));
-  if (env.HOST) setIn(raw, ['server', 'host'], env.HOST);
-  if (env.REDIS_URL) setIn(raw, ['redis', 'url'], env.REDIS_URL);
-  if (env.LOG_LEVEL) setIn(raw, ['logging', 'level'], env.LOG_LEVEL);
-  if (env.METRICS_PORT) setIn(raw, ['metrics', 'port'], asPort('METRICS_PORT', env.METRICS_PORT));
+  for (const [name, field] of ENV_FIELDS) {
+    const value = env[name];
+    if (!value) continue;
+    setIn(raw, field.split('.'), name === 'PORT' || name === 'METRICS_PORT' ? asPort(name, value) : value);
+  }
 }
 
 /** Reads GATEWAY_CONFIG (YAML or JSON) if set, applies env overrides, validates. Throws ConfigError. */
@@ -68,6 +76,13 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
   }
   applyEnv(raw, env);
   const result = configSchema.safeParse(raw);
-  if (!result.success) throw new ConfigError(describeIssues(result.error));
+  if (!result.success) {
+    // Name the env variable too when the bad value came from one.
+    const message = describeIssues(result.error).replace(/^([\w.]+):/gm, (line, path: string) => {
+      const from = ENV_FIELDS.find(([name, field]) => field === path && env[name]);
+      return from ? `${path} (env ${from[0]}):` : line;
+    });
+    throw new ConfigError(message);
+  }
   return result.data;
 }

@@ -1,0 +1,2 @@
+// Side-effect imports: each module registers its CLI commands with registerCommand().
+export {};

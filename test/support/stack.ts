@@ -1,0 +1,58 @@
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import { configSchema, type GatewayConfig } from '../../src/config/schema.js';
+import { startGateway, type Gateway } from '../../src/gateway.js';
+import { startFakeImmich, type FakeImmich } from '../fake-immich/server.js';
+
+/** Every log line any test gateway wrote, so a suite can assert no secret was ever logged. */
+export const capturedLogLines: string[] = [];
+
+export interface Stack {
+  immich: FakeImmich;
+  gateway: Gateway;
+  url: string;
+  logs: string[];
+  close(): Promise<void>;
+}
+
+type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
+
+/** A real fake Immich and a real gateway in front of it, on ephemeral ports. */
+export async function startStack(
+  overrides: DeepPartial<GatewayConfig> & { policies?: Record<string, unknown> } = {},
+  options: { immich?: FakeImmich } = {},
+): Promise<Stack> {
+  const immich = options.immich ?? (await startFakeImmich());
+  const config = buildConfig(immich.url, overrides);
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      const line = chunk.toString();
+      logs.push(line);
+      capturedLogLines.push(line);
+      done();
+    },
+  });
+  const logger = pino({ level: 'info' }, sink);
+  const gateway = await startGateway(config, { logger, registry: new Registry() });
+  return {
+    immich,
+    gateway,
+    url: gateway.url,
+    logs,
+    async close() {
+      await gateway.close();
+      if (!options.immich) await immich.close();
+    },
+  };
+}
+
+export function buildConfig(upstreamUrl: string, overrides: Record<string, any> = {}): GatewayConfig {
+  return configSchema.parse({
+    ...overrides,
+    server: { host: '127.0.0.1', port: 0, shutdownGraceSeconds: 2, ...overrides.server },
+    upstream: { url: upstreamUrl, ...overrides.upstream },
+    logging: { level: 'info' },
+  });
+}
