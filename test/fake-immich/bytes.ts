@@ -3,7 +3,9 @@
 // The bytes are the AES-128-CTR keystream of a key derived from a seed string. CTR mode is
 // seekable, so any byte range of a multi-GB "file" can be produced without generating what comes
 // before it, and chunks can be streamed with flat memory.
-import { createCipheriv, createHash, type Cipheriv } from 'node:crypto';
+import { createCipheriv, createHash } from 'node:crypto';
+
+type Cipher = ReturnType<typeof createCipheriv>;
 
 const BLOCK = 16;
 const CHUNK = 64 * 1024;
@@ -32,7 +34,7 @@ export class ByteSource {
     this.key = keyFor(seed);
   }
 
-  private cipherAt(offset: number): Cipheriv {
+  private cipherAt(offset: number): Cipher {
     const block = Math.floor(offset / BLOCK);
     const cipher = createCipheriv('aes-128-ctr', this.key, ivForBlock(block));
     const skip = offset - block * BLOCK;

@@ -70,7 +70,7 @@ export class MultipartParser {
   }
 
   write(chunk: Buffer): void {
-    if (this.state === 'done') return; // epilogue
+    if (this.finished) return; // epilogue
     const data = this.carry.length > 0 ? Buffer.concat([this.carry, chunk]) : chunk;
     this.carry = Buffer.alloc(0);
     let pos = 0;
@@ -136,8 +136,8 @@ export class MultipartParser {
           this.state = 'body';
           break;
         }
-        case 'done':
-          return;
+        default:
+          return; // 'done': ignore the epilogue
       }
     }
   }
