@@ -7,7 +7,7 @@ const seconds = (def: number, what: string) =>
 const upstreamUrl = z
   .string()
   .url('expected an http(s) URL like http://immich-server:2283')
-  .refine((u) => /^https?:$/.test(new URL(u).protocol), 'expected an http:// or https:// URL');
+  .refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol), 'expected an http:// or https:// URL');
 
 export const serverSchema = z
   .object({

@@ -149,7 +149,8 @@ export interface FakeImmich {
   readonly requests: RecordedRequest[];
   readonly io: SocketIOServer;
   readonly server: http.Server;
-  lastRequest(): RecordedRequest | undefined;
+  /** The most recent recorded request; throws when none was recorded. */
+  lastRequest(): RecordedRequest;
   /** Recorded requests whose path matches (string: exact path or prefix ending in `/`), optionally by method. */
   requestsTo(path: string | RegExp, method?: string): RecordedRequest[];
   clearRequests(): void;
@@ -1550,7 +1551,11 @@ export async function startFakeImmich(opts: FakeImmichOptions = {}): Promise<Fak
     requests,
     io,
     server,
-    lastRequest: () => requests[requests.length - 1],
+    lastRequest: () => {
+      const last = requests[requests.length - 1];
+      if (!last) throw new Error('fake-immich: no request recorded');
+      return last;
+    },
     requestsTo: (path, method) =>
       requests.filter(
         (r) =>
