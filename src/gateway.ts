@@ -119,9 +119,12 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
   async function close(): Promise<void> {
     const grace = config.server.shutdownGraceSeconds * 1000;
     const drained = new Promise<void>((resolve) => server.close(() => resolve()));
+    // Keep-alive connections go idle one by one as their requests finish: close each as it does.
+    const reaper = setInterval(() => server.closeIdleConnections(), 50);
     server.closeIdleConnections();
     const timer = setTimeout(() => server.closeAllConnections(), grace);
     await drained;
+    clearInterval(reaper);
     clearTimeout(timer);
     metricsServer?.close();
     for (const fn of closers.reverse()) await fn();
