@@ -35,6 +35,7 @@ export function createApp(config: GatewayConfig, deps: Deps, phases: PhaseMiddle
     const incomingId = req.headers['x-request-id'];
     c.set('requestId', typeof incomingId === 'string' && SANE_REQUEST_ID.test(incomingId) ? incomingId : newRequestId());
     const peer = normalizeIp(req.socket.remoteAddress);
+    c.set('peer', { address: peer, trusted: trusted.has(peer) });
     c.set('clientIp', clientAddress(peer, req.headers['x-forwarded-for'], trusted));
     c.set('responseHeaders', {});
     c.set('notes', {});

@@ -69,6 +69,8 @@ export interface UpstreamRequest {
 export type Variables = {
   requestId: string;
   clientIp: string;
+  /** The direct TCP peer, and whether it is a configured trusted proxy. */
+  peer: { address: string; trusted: boolean };
   /** process.hrtime.bigint() at arrival. */
   startedAt: bigint;
   /** The path the phases judge: after legacy translation and canonicalisation, without the query. */

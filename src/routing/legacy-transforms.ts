@@ -144,7 +144,7 @@ function rawQuery(query: URLSearchParams): string {
   return s === '' ? '' : `?${s}`;
 }
 
-/** `stack.id` style 410 for a variant of an old call that has no current equivalent. */
+/** 410 for a variant of an old call that has no current equivalent. */
 function gone(message: string): GatewayError {
   return new GatewayError(410, 'LEGACY_VARIANT_GONE', message);
 }
@@ -780,19 +780,6 @@ const searchItemsResponse: ResponseTransform = onSuccess((body, ctx, status) => 
   const wantsHidden = bool(ctx.query.get('isVisible')) === false;
   return { status, body: (wantsHidden ? items : items.filter(notHidden)).map(legacyAsset) };
 });
-
-/** #71/#98: every page of the search the request transform started, as a bare array. */
-const searchAllItems: ResponseTransform = onSuccess((body, _ctx, status) => {
-  const first = searchItems(body);
-  const assets = isObj(body) && isObj(body['assets']) ? body['assets'] : {};
-  const request = { ...(isObj(body) ? {} : {}) };
-  void request;
-  if (assets['nextPage'] == null) return { status, body: first.filter(notHidden).map(legacyAsset) };
-  // The follow-up pages repeat the original filters, which the response does not carry: the
-  // request transform put them in the body, so they are rebuilt from the old path's params.
-  return { status, body: first.filter(notHidden).map(legacyAsset) };
-});
-void searchAllItems;
 
 /** All pages of `{personIds|tagIds: [id]}`; the first page is the primary response. */
 function assetsOfResponse(field: 'personIds' | 'tagIds'): ResponseTransform {

@@ -12,7 +12,7 @@ export type UpstreamErrorKind = 'refused' | 'reset' | 'timeout' | 'dns' | 'other
 
 /** Called once per upstream exchange: headers time and outcome, for metrics. */
 export interface UpstreamObserver {
-  onHeaders?(seconds: number, status: number): void;
+  onHeaders?(c: Context<Env>, seconds: number, status: number): void;
   onError?(kind: UpstreamErrorKind): void;
 }
 
@@ -94,8 +94,8 @@ export function createForwarder(config: GatewayConfig, observer: UpstreamObserve
     const out = endToEndHeaders(req.headers);
     setForwardedHeaders(out, req.headers, {
       clientIp: c.var.clientIp,
-      peerAddress: req.socket.remoteAddress ?? c.var.clientIp,
-      peerTrusted: c.var.clientIp !== (req.socket.remoteAddress ?? ''),
+      peerAddress: c.var.peer.address,
+      peerTrusted: c.var.peer.trusted,
       encrypted: (req.socket as { encrypted?: boolean }).encrypted === true,
     });
     // Immich 3 adopts an incoming X-Correlation-ID as its own: one id follows the request through both logs.
@@ -155,9 +155,15 @@ export function createForwarder(config: GatewayConfig, observer: UpstreamObserve
         },
         onResponseStart(ctrl, status, rawHeaders) {
           if (status < 200) return;
+          observer.onHeaders?.(c, Number(process.hrtime.bigint() - started) / 1e9, status);
+          try {
+            sink.start(status, responseHeaders(rawHeaders as Record<string, string | string[]>));
+          } catch {
+            // A header value Node refuses to send (bad bytes from upstream): a bad answer, not a crash.
+            ctrl.abort(Object.assign(new Error('invalid upstream response header'), { code: 'UPSTREAM_BAD_HEADER' }));
+            return;
+          }
           started_ = true;
-          observer.onHeaders?.(Number(process.hrtime.bigint() - started) / 1e9, status);
-          sink.start(status, responseHeaders(rawHeaders as Record<string, string | string[]>));
         },
         onResponseData(ctrl, chunk) {
           if (!sink.data(chunk, () => ctrl.resume())) ctrl.pause();
