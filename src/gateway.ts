@@ -48,6 +48,8 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
   });
   closers.push(() => forwarder.close());
   let redis: Redis | undefined;
+  // Without Redis the gauge is absent rather than a constant 0 that would look like an outage.
+  if (!config.redis.url) metrics.registry.removeSingleMetric('immich_gateway_redis_up');
   if (config.redis.url) {
     // No offline queue: a command while Redis is down fails at once and the caller falls back.
     redis = new Redis(config.redis.url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false });

@@ -149,3 +149,17 @@ export function rssBytes(pid: number): number {
     return 0;
   }
 }
+
+/** Per-CPU busy and total jiffies from /proc/stat (busy = everything but idle and iowait). */
+export function cpuTimes(): { busy: number; total: number }[] {
+  const out: { busy: number; total: number }[] = [];
+  for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
+    const m = /^cpu(\d+)\s+(.*)$/.exec(line);
+    if (!m) continue;
+    const v = m[2]!.trim().split(/\s+/).map(Number);
+    const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
+    const idle = (v[3] ?? 0) + (v[4] ?? 0);
+    out[Number(m[1])] = { busy: total - idle, total };
+  }
+  return out;
+}

@@ -19,14 +19,8 @@ export const UPLOAD_ROUTES = ['/api/assets'];
 
 const CLASS_NAME = /^[a-z][a-z0-9_-]{0,31}$/;
 
-const points = (def?: number) => {
-  const base = z.number().int().min(1).max(1_000_000_000).describe('Requests allowed per window.');
-  return def === undefined ? base : base.default(def);
-};
-const duration = (def?: number) => {
-  const base = z.number().int().min(1).max(86_400).describe('Window length in seconds (fixed window, starting at the first request).');
-  return def === undefined ? base : base.default(def);
-};
+const pointsField = z.number().int().min(1).max(1_000_000_000).describe('Requests allowed per window.');
+const durationField = z.number().int().min(1).max(86_400).describe('Window length in seconds (fixed window, starting at the first request).');
 const routes = z
   .array(z.string().regex(/^\/api(\/[^/\s?#]+)+$/, 'expected an Immich route template like /api/assets/{id}/thumbnail'))
   .min(1)
@@ -36,19 +30,19 @@ const methods = z.array(z.enum(METHODS)).min(1).describe('Methods the class cove
 /** A class with defaults for every field (the built-in ones): a partial entry keeps the other defaults. */
 const builtInClass = (p: number, d: number, m: (typeof METHODS)[number][], r: string[]) =>
   z
-    .object({ points: points(p), durationSeconds: duration(d), methods: methods.default(m), routes: routes.default(r) })
+    .object({ points: pointsField.default(p), durationSeconds: durationField.default(d), methods: methods.default(m), routes: routes.default(r) })
     .strict();
 
 /** A class the user adds: everything spelled out except the methods (all by default). */
 const customClass = z
-  .object({ points: points(), durationSeconds: duration(), methods: methods.default([...METHODS]), routes })
+  .object({ points: pointsField, durationSeconds: durationField, methods: methods.default([...METHODS]), routes })
   .strict();
 
 const override = z
   .union([
     z.literal(false),
     z
-      .object({ points: points().optional(), durationSeconds: duration().optional() })
+      .object({ points: pointsField.optional(), durationSeconds: durationField.optional() })
       .strict(),
   ])
   .describe('This client\'s budget for the class (fields left out keep the class\'s), or false for no limit.');
@@ -64,7 +58,7 @@ export const rateLimitOptions = z
           .describe('Thumbnails and media: generous, a People page loads hundreds at once (a 100/s limit broke it).'),
         uploads: builtInClass(1800, 60, ['POST'], UPLOAD_ROUTES).prefault({}).describe('Asset uploads (mobile backup, immich-go).'),
         api: z
-          .object({ points: points(600), durationSeconds: duration(60) })
+          .object({ points: pointsField.default(600), durationSeconds: durationField.default(60) })
           .strict()
           .prefault({})
           .describe('Every other /api request (and web UI paths when webUi is on).'),

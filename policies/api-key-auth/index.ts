@@ -1,0 +1,83 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Context } from 'hono';
+import { ConfigError } from '../../src/config/load.js';
+import type { Env } from '../../src/env.js';
+import { bearerToken, injectUpstreamKey, queryParams } from '../../src/auth/credentials.js';
+import { GATEWAY_KEY_PREFIX } from '../../src/auth/keygen.js';
+import { KeysFileError, resolveKeysFile } from '../../src/auth/keys-file.js';
+import { KeysStore } from '../../src/auth/keys-store.js';
+import { refuse } from '../../src/auth/refusal.js';
+import { requireScopesPolicy, ScopeError } from '../../src/auth/scopes.js';
+import { definePolicy } from '../types.js';
+import { apiKeyAuthOptions } from './schema.js';
+
+type Presented = { key: string; via: 'header' | 'bearer' | 'query' };
+
+/**
+ * The gateway keys on a request: `x-api-key`, `Authorization: Bearer`, and (for URL-only clients)
+ * the `apiKey` / `x-api-key` query parameter. Only `igw_` values count; anything else is a native
+ * Immich credential and is left to native-auth.
+ */
+function presentedKeys(headers: IncomingHttpHeaders, query: string): Presented[] {
+  const found: Presented[] = [];
+  const header = headers['x-api-key'];
+  if (typeof header === 'string' && header.startsWith(GATEWAY_KEY_PREFIX)) found.push({ key: header, via: 'header' });
+  const bearer = bearerToken(headers);
+  if (bearer?.startsWith(GATEWAY_KEY_PREFIX)) found.push({ key: bearer, via: 'bearer' });
+  if (query.length > 1) {
+    for (const { name, value } of queryParams(query)) {
+      const lower = name.toLowerCase();
+      if ((lower === 'apikey' || lower === 'x-api-key') && value.startsWith(GATEWAY_KEY_PREFIX)) found.push({ key: value, via: 'query' });
+    }
+  }
+  return found;
+}
+
+/**
+ * Authenticates gateway API keys against the keys file (hot-reloaded). A valid key becomes a
+ * `gateway-key` principal named after its client; every Immich credential is taken off the upstream
+ * request and the client's own Immich key is injected. An `igw_` key that is unknown, expired,
+ * revoked or used from a disallowed address is refused here and never reaches Immich.
+ */
+export const apiKeyAuth = definePolicy({
+  name: 'api-key-auth',
+  phase: 'authenticate',
+  options: apiKeyAuthOptions,
+  async create(options, { config, deps, onClose }) {
+    requireScopesPolicy(config, 'api-key-auth');
+    const { metrics, logger } = deps;
+    const { file, explicit } = resolveKeysFile(options.keysFile);
+    let store: KeysStore;
+    try {
+      store = await KeysStore.open({ file, required: explicit, presetsFile: options.presetsFile, logger, pollMs: options.reloadCheckMs });
+    } catch (err) {
+      if (err instanceof KeysFileError || err instanceof ScopeError) throw new ConfigError(`policies.api-key-auth: ${err.message}`);
+      throw err;
+    }
+    onClose(() => store.close());
+    logger.info({ file, clients: store.clientCount }, 'gateway keys loaded');
+
+    return async (c: Context<Env>, next) => {
+      if (c.var.principal.kind !== 'anonymous') return next();
+      const presented = presentedKeys(c.env.incoming.headers, c.var.query);
+      if (presented.length === 0) return next();
+      const first = presented[0]!;
+      if (presented.some((p) => p.key !== first.key)) throw refuse(metrics, 'invalid_key', 401, 'Invalid API key');
+      if (!options.allowQuery && presented.some((p) => p.via === 'query')) {
+        throw refuse(metrics, 'invalid_key', 401, 'API keys are not accepted in the URL');
+      }
+      const found = store.lookup(first.key);
+      if (found.status === 'unknown') throw refuse(metrics, 'invalid_key', 401, 'Invalid API key');
+      if (found.status === 'expired') throw refuse(metrics, 'expired_key', 401, 'API key expired');
+      const { client } = found;
+      if (client.allowFrom && !client.allowFrom.has(c.var.clientIp)) {
+        throw refuse(metrics, 'ip_not_allowed', 403, 'API key not allowed from this address');
+      }
+      c.set('principal', { kind: 'gateway-key', client: client.name, scopes: client.scopes, upstreamIdentity: client.upstreamIdentity });
+      injectUpstreamKey(c, client.upstreamKey);
+      c.var.notes.keyVia = first.via;
+      if (found.rotated) c.var.notes.rotatedKey = 'true';
+      await next();
+    };
+  },
+});

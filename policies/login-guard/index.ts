@@ -1,0 +1,148 @@
+import type { IncomingMessage } from 'node:http';
+import type { Context, MiddlewareHandler } from 'hono';
+import type { Env } from '../../src/env.js';
+import { GatewayError } from '../../src/errors.js';
+import { createLimiter, type LimitOutcome } from '../../src/limits/limiter.js';
+import { addressKey, digest } from '../../src/limits/keys.js';
+import { definePolicy } from '../types.js';
+import { loginGuardOptions } from './schema.js';
+
+type LoginKind = 'password' | 'shared-link';
+
+const PASSWORD_LOGIN = '/api/auth/login';
+const SHARED_LINK_LOGIN = '/api/shared-links/login';
+
+/**
+ * Reads a login body (a few hundred bytes of JSON) with a size cap and a deadline. Only this policy
+ * reads a body, and only on the two login routes; the bytes are handed to the forwarder as they came.
+ */
+async function readLoginBody(c: Context<Env>, maxBytes: number, timeoutMs: number): Promise<Buffer> {
+  const req: IncomingMessage = c.env.incoming;
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > maxBytes) throw new GatewayError(413, 'LOGIN_BODY_TOO_LARGE', 'Request body too large');
+  const expect = req.headers.expect;
+  if (typeof expect === 'string' && expect.toLowerCase() === '100-continue') c.env.outgoing?.writeContinue();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    req.destroy();
+  }, timeoutMs);
+  try {
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > maxBytes) throw new GatewayError(413, 'LOGIN_BODY_TOO_LARGE', 'Request body too large');
+      chunks.push(chunk as Buffer);
+    }
+  } catch (err) {
+    if (err instanceof GatewayError) throw err;
+    if (timedOut) throw new GatewayError(408, 'LOGIN_BODY_TIMEOUT', 'Request body not received in time');
+    throw new GatewayError(400, 'LOGIN_BODY_ABORTED', 'Request body incomplete');
+  } finally {
+    clearTimeout(timer);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Immich's own normalisation of the login email (trimmed, lower-cased); '' when there is none. */
+function emailOf(body: Buffer): string {
+  try {
+    const parsed: unknown = JSON.parse(body.toString('utf8'));
+    const email = (parsed as { email?: unknown } | null)?.email;
+    return typeof email === 'string' ? email.trim().toLowerCase() : '';
+  } catch {
+    return '';
+  }
+}
+
+/** The shared link a password is tried against: query `key`/`slug`, else the share headers. */
+function sharedLinkOf(c: Context<Env>): string {
+  const params = new URLSearchParams(c.var.query);
+  const key = params.get('key');
+  if (key) return `key:${key}`;
+  const slug = params.get('slug');
+  if (slug) return `slug:${slug}`;
+  const headers = c.env.incoming.headers;
+  const headerKey = headers['x-immich-share-key'];
+  if (typeof headerKey === 'string' && headerKey) return `key:${headerKey}`;
+  const headerSlug = headers['x-immich-share-slug'];
+  return typeof headerSlug === 'string' && headerSlug ? `slug:${headerSlug}` : '';
+}
+
+/**
+ * Brute-force guard for `POST /api/auth/login` and `POST /api/shared-links/login`. Failed attempts
+ * (Immich answers 401) are counted per client address and per address+account; past the limit the
+ * pair (or the address) is refused with 429 for `blockSeconds`, before Immich is asked. An attempt
+ * takes its point before it is forwarded — parallel guesses cannot slip past the count — and gets it
+ * back unless Immich says 401; a success also clears the address+account counter.
+ */
+export const loginGuard = definePolicy({
+  name: 'login-guard',
+  phase: 'rate-limit',
+  options: loginGuardOptions,
+  create(options, { deps }) {
+    const { onStoreError, insuranceDivisor, storeTimeoutMs, keyPrefix } = options;
+    const store = { onStoreError, insuranceDivisor, storeTimeoutMs };
+    const window = { durationSeconds: options.windowSeconds, blockSeconds: options.blockSeconds };
+    const byAccount = createLimiter({ points: options.maxFailuresPerAccount, ...window }, { ...store, keyPrefix: `${keyPrefix}:account` }, deps);
+    const byIp = createLimiter({ points: options.maxFailuresPerIp, ...window }, { ...store, keyPrefix: `${keyPrefix}:ip` }, deps);
+    const bodyTimeoutMs = options.bodyTimeoutSeconds * 1000;
+    const { metrics } = deps;
+
+    function kindOf(c: Context<Env>): LoginKind | undefined {
+      if (c.var.upstream.method !== 'POST') return undefined;
+      const template = c.var.route?.route.path;
+      if (template === PASSWORD_LOGIN && options.passwordLogin) return 'password';
+      if (template === SHARED_LINK_LOGIN && options.sharedLinkLogin) return 'shared-link';
+      return undefined;
+    }
+
+    const middleware: MiddlewareHandler<Env> = async (c, next) => {
+      const kind = kindOf(c);
+      if (!kind) return next();
+      c.set('routeClass', 'login');
+      let account: string;
+      if (kind === 'password') {
+        const body = await readLoginBody(c, options.maxBodyBytes, bodyTimeoutMs);
+        c.var.upstream.body = body;
+        account = emailOf(body);
+      } else {
+        account = sharedLinkOf(c);
+      }
+      const address = addressKey(c.var.clientIp);
+      const ipKey = address;
+      // Without an account (a malformed body) only the address counter applies.
+      const accountKey = account ? `${kind === 'password' ? 'a' : 's'}:${digest(account)}|${address}` : undefined;
+
+      const [accountOutcome, ipOutcome] = await Promise.all([accountKey ? byAccount.consume(accountKey) : undefined, byIp.consume(ipKey)]);
+      const refused = [accountOutcome, ipOutcome].filter((o): o is LimitOutcome => o !== undefined && !o.allowed);
+      if (refused.length > 0) {
+        // A refused attempt is not a failure: give back the point a counter that let it through took.
+        if (accountKey && accountOutcome?.allowed) await byAccount.reward(accountKey);
+        if (ipOutcome.allowed) await byIp.reward(ipKey);
+        metrics.loginBlocked.inc({ kind });
+        c.var.notes.loginGuard = 'blocked';
+        const retryAfter = Math.max(1, ...refused.map((o) => Math.ceil(o.resetMs / 1000)));
+        throw new GatewayError(429, 'LOGIN_BLOCKED', 'Too many failed login attempts, try again later', { 'Retry-After': String(retryAfter) });
+      }
+
+      await next();
+
+      const res = c.env.outgoing;
+      const status = res?.headersSent ? res.statusCode : c.res.status;
+      if (status === 401) {
+        metrics.loginFailures.inc({ kind });
+        c.var.notes.loginGuard = 'failure';
+        return;
+      }
+      if (status >= 200 && status < 300) {
+        if (accountKey) await byAccount.reset(accountKey);
+      } else if (accountKey) {
+        await byAccount.reward(accountKey);
+      }
+      await byIp.reward(ipKey);
+    };
+    return middleware;
+  },
+});

@@ -1,0 +1,193 @@
+/**
+ * Immich credentials on a request: where they are (FACTS.md, in Immich's order of precedence), how to
+ * take them all off the upstream request, and how to put the principal's own credential on.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Context } from 'hono';
+import type { Env } from '../env.js';
+
+/** Request headers Immich reads as a credential (Node lower-cases names). */
+export const CREDENTIAL_HEADERS = [
+  'authorization',
+  'x-api-key',
+  'x-immich-user-token',
+  'x-immich-session-token',
+  'x-immich-share-key',
+  'x-immich-share-slug',
+] as const;
+
+/** Query parameters Immich reads as a credential, lower-cased (matching is case-insensitive when stripping). */
+const CREDENTIAL_QUERY = new Set(['apikey', 'x-api-key', 'sessionkey', 'key', 'slug']);
+
+/** The session cookie; Immich's other cookies (`immich_auth_type`...) are not credentials. */
+export const SESSION_COOKIE = 'immich_access_token';
+
+/** Longest credential the gateway reads; a bigger one is refused before any hashing or parsing. */
+export const MAX_CREDENTIAL_BYTES = 8192;
+
+/** A credential must be visible ASCII: anything else (control bytes, non-UTF-8 read as latin1) is refused. */
+export function isCleanToken(value: string, maxBytes = MAX_CREDENTIAL_BYTES): boolean {
+  if (value.length === 0 || value.length > maxBytes) return false;
+  for (let i = 0; i < value.length; i++) {
+    const code = value.charCodeAt(i);
+    if (code <= 0x20 || code >= 0x7f) return false;
+  }
+  return true;
+}
+
+function decodeComponent(raw: string): string {
+  if (raw.indexOf('%') === -1 && raw.indexOf('+') === -1) return raw;
+  try {
+    return decodeURIComponent(raw.replace(/\+/g, ' '));
+  } catch {
+    return raw;
+  }
+}
+
+/** A query parameter's name as a query parser would see it: decoded, `name[...]` → `name`. */
+function paramName(rawPair: string): string {
+  const eq = rawPair.indexOf('=');
+  const name = decodeComponent(eq === -1 ? rawPair : rawPair.slice(0, eq));
+  const bracket = name.indexOf('[');
+  return bracket > 0 ? name.slice(0, bracket) : name;
+}
+
+export interface QueryParam {
+  name: string;
+  value: string;
+}
+
+/** The decoded parameters of a query string (with or without its leading `?`). */
+export function queryParams(query: string): QueryParam[] {
+  const body = query.startsWith('?') ? query.slice(1) : query;
+  if (body === '') return [];
+  const out: QueryParam[] = [];
+  for (const pair of body.split('&')) {
+    if (pair === '') continue;
+    const eq = pair.indexOf('=');
+    out.push({ name: paramName(pair), value: eq === -1 ? '' : decodeComponent(pair.slice(eq + 1)) });
+  }
+  return out;
+}
+
+/**
+ * `url` (path + query) without the credential parameters; the other parameters stay byte for byte
+ * and in order. Names are compared decoded and case-insensitively, so `api%4Bey` and `APIKEY` go too.
+ */
+export function stripCredentialQuery(url: string): string {
+  const q = url.indexOf('?');
+  if (q === -1) return url;
+  const kept: string[] = [];
+  let removed = false;
+  for (const pair of url.slice(q + 1).split('&')) {
+    if (pair !== '' && CREDENTIAL_QUERY.has(paramName(pair).toLowerCase())) {
+      removed = true;
+      continue;
+    }
+    kept.push(pair);
+  }
+  if (!removed) return url;
+  const rest = kept.join('&');
+  return rest === '' ? url.slice(0, q) : `${url.slice(0, q)}?${rest}`;
+}
+
+/** The cookie header without the session cookie (other cookies byte for byte); null when nothing is left. */
+export function withoutSessionCookie(cookie: string): string | null {
+  const kept = cookie
+    .split(';')
+    .filter((piece) => {
+      const eq = piece.indexOf('=');
+      return (eq === -1 ? piece : piece.slice(0, eq)).trim() !== SESSION_COOKIE;
+    })
+    .map((piece) => piece.trim())
+    .filter((piece) => piece !== '');
+  return kept.length ? kept.join('; ') : null;
+}
+
+/** The first value of a cookie, as Immich's cookie parser reads it. */
+export function cookieValue(cookie: string | undefined, name: string): string | undefined {
+  if (!cookie) return undefined;
+  for (const piece of cookie.split(';')) {
+    const eq = piece.indexOf('=');
+    if (eq === -1 || piece.slice(0, eq).trim() !== name) continue;
+    let value = piece.slice(eq + 1).trim();
+    if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
+    return decodeComponent(value);
+  }
+  return undefined;
+}
+
+/**
+ * For a gateway principal: take every Immich credential off the upstream request (headers, session
+ * cookie, query) and send `upstreamKey` as `x-api-key` instead, so Immich sees exactly one credential
+ * (a stale cookie or a bearer would otherwise win over the API key). `c.var.query` loses the
+ * credential parameters too, so no later phase (a cache key) ever holds the client's key.
+ */
+export function injectUpstreamKey(c: Context<Env>, upstreamKey: string): void {
+  const edits = c.var.upstream.headerEdits;
+  for (const name of CREDENTIAL_HEADERS) edits[name] = null;
+  edits['x-api-key'] = upstreamKey;
+  const cookie = c.env.incoming.headers.cookie;
+  if (cookie !== undefined && cookie.includes(SESSION_COOKIE)) edits.cookie = withoutSessionCookie(cookie);
+  c.var.upstream.url = stripCredentialQuery(c.var.upstream.url);
+  const query = c.var.query;
+  if (query !== '') {
+    const stripped = stripCredentialQuery(`/${query}`).slice(1);
+    c.set('query', stripped);
+  }
+}
+
+export type NativeKind = 'sharedLink' | 'session' | 'apiKey';
+
+/** The credential Immich will use for this request, found in Immich's own order. */
+export interface NativeCredential {
+  kind: NativeKind;
+  /** Where it was found, for the access log (`x-immich-share-key`, `query:key`, `cookie`...). */
+  source: string;
+  value: string;
+}
+
+function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const v = headers[name];
+  const s = Array.isArray(v) ? v[0] : v;
+  return s ? s : undefined;
+}
+
+/** Immich reads exactly these query names (after decoding); the first value counts. */
+function queryValue(params: QueryParam[], name: string): string | undefined {
+  for (const p of params) if (p.name === name && p.value !== '') return p.value;
+  return undefined;
+}
+
+/** The bearer token of an `Authorization` header (`Bearer` in any case), or undefined. */
+export function bearerToken(headers: IncomingHttpHeaders): string | undefined {
+  const auth = headers.authorization;
+  if (!auth) return undefined;
+  const space = auth.indexOf(' ');
+  if (space === -1 || auth.slice(0, space).toLowerCase() !== 'bearer') return undefined;
+  const token = auth.slice(space + 1).trim();
+  return token || undefined;
+}
+
+/**
+ * The native credential Immich would decide the request by (FACTS.md): share key, share slug,
+ * session token (headers, `sessionKey`, opaque bearer, cookie), API key. Undefined when none.
+ * `query` is the raw query string; websocket upgrades pass '' (Immich ignores query credentials there).
+ */
+export function findNativeCredential(headers: IncomingHttpHeaders, query: string): NativeCredential | undefined {
+  const params = query ? queryParams(query) : [];
+  const found = (kind: NativeKind, source: string, value: string | undefined) => (value ? { kind, source, value } : undefined);
+  return (
+    found('sharedLink', 'x-immich-share-key', headerValue(headers, 'x-immich-share-key')) ??
+    found('sharedLink', 'query:key', queryValue(params, 'key')) ??
+    found('sharedLink', 'x-immich-share-slug', headerValue(headers, 'x-immich-share-slug')) ??
+    found('sharedLink', 'query:slug', queryValue(params, 'slug')) ??
+    found('session', 'x-immich-user-token', headerValue(headers, 'x-immich-user-token')) ??
+    found('session', 'x-immich-session-token', headerValue(headers, 'x-immich-session-token')) ??
+    found('session', 'query:sessionKey', queryValue(params, 'sessionKey')) ??
+    found('session', 'bearer', bearerToken(headers)) ??
+    found('session', 'cookie', cookieValue(headers.cookie, SESSION_COOKIE)) ??
+    found('apiKey', 'x-api-key', headerValue(headers, 'x-api-key')) ??
+    found('apiKey', 'query:apiKey', queryValue(params, 'apiKey'))
+  );
+}

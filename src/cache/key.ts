@@ -1,0 +1,50 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * What a cached image belongs to, for invalidation: an asset thumbnail (`a`, invalidated per asset id
+ * or all at once), a person thumbnail (`p`) or a profile image (`u`), both invalidated as a class.
+ */
+export type CacheClass = 'a' | 'p' | 'u';
+
+/** The cacheable route templates and the class of each. Legacy aliases are translated to these before routing. */
+export const CACHEABLE_ROUTES: ReadonlyMap<string, CacheClass> = new Map([
+  ['/api/assets/{id}/thumbnail', 'a'],
+  ['/api/people/{id}/thumbnail', 'p'],
+  ['/api/users/{id}/profile-image', 'u'],
+]);
+
+/**
+ * Query string (without `?`) in a canonical order, so `size=preview&c=x` and `c=x&size=preview` share
+ * an entry. Every parameter stays in: `size`, the cache-buster `c`, `edited`, shared-link `key`/`slug`,
+ * and anything unknown (more keys can only mean fewer hits, never a wrong one). A parameter given twice
+ * returns undefined (the request bypasses the cache): which copy Immich would read is not ours to guess.
+ */
+export function normalizeQuery(query: string): string | undefined {
+  if (query === '') return '';
+  const parts = query.split('&').filter((p) => p !== '');
+  if (parts.length <= 1) return parts[0] ?? '';
+  const named = parts.map((p) => {
+    const eq = p.indexOf('=');
+    return { name: eq === -1 ? p : p.slice(0, eq), part: p };
+  });
+  named.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+  for (let i = 1; i < named.length; i++) if (named[i]!.name === named[i - 1]!.name) return undefined;
+  return named.map((n) => n.part).join('&');
+}
+
+/**
+ * The cache key: class, lower-cased id (Immich ids are UUIDs, case-insensitive), the principal's
+ * upstream identity and the normalized query. The identity is always part of it: an entry can only
+ * ever be served to the identity Immich served it to. Undefined means "do not cache this request".
+ */
+export function cacheKey(cls: CacheClass, id: string, upstreamIdentity: string, query: string): string | undefined {
+  if (upstreamIdentity === '') return undefined;
+  const normalized = normalizeQuery(query);
+  if (normalized === undefined) return undefined;
+  return `${cls}|${id.toLowerCase()}|${upstreamIdentity}|${normalized}`;
+}
+
+/** The key as stored in Redis: hashed, so no query credential (`key`, `apiKey`...) lands in a key name. */
+export function hashedKey(key: string): string {
+  return createHash('sha256').update(key).digest('base64url');
+}
