@@ -319,10 +319,15 @@ export function multipartPrefix(boundary: string, fields: Record<string, string>
 // ---------------------------------------------------------------------------------------------
 // Request transforms
 
-/** #5: `shared=true|false` → `isShared=true|false`; no `shared` → `isOwned=true` (pre-v3 default: owned only). */
+/**
+ * #5: `shared=true|false` → `isShared=true|false`; no `shared` → `isOwned=true` (pre-v3 default:
+ * owned only). With `assetId` the old service ignored `shared` and listed owned and shared albums
+ * holding the asset, which is what v3 does without either flag.
+ */
 const albumListQuery: RequestTransform = ({ query }) => {
   const shared = query.get('shared');
   query.delete('shared');
+  if (query.has('assetId')) return { query };
   if (shared === null) query.set('isOwned', 'true');
   else query.set('isShared', shared);
   return { query };
@@ -810,10 +815,11 @@ export const responseTransforms: Readonly<Record<string, ResponseTransform>> = {
   'search-items': searchItemsResponse,
   'person-assets': assetsOfResponse('personIds'),
   'tag-assets': assetsOfResponse('tagIds'),
-  /** #110: same `{albums, assets:{items}}` envelope, items backfilled. */
+  /** #110: same `{albums, assets:{items}}` envelope, items backfilled, hidden parts left out as the old search did. */
   'search-envelope': onSuccess((body, _ctx, status) => {
     if (!isObj(body) || !isObj(body['assets'])) return { status, body };
-    return { status, body: { ...body, assets: { ...body['assets'], items: searchItems(body).map(legacyAsset) } } };
+    const items = searchItems(body).filter(notHidden).map(legacyAsset);
+    return { status, body: { ...body, assets: { ...body['assets'], items, count: items.length } } };
   }),
   /** #26: `{id, status: created|duplicate}` → `{id, duplicate}` (status code unchanged: 201 new, 200 duplicate). */
   'asset-upload': onSuccess((body, _ctx, status) => {

@@ -1,0 +1,63 @@
+import type { Context } from 'hono';
+import type { Env } from '../../src/env.js';
+import { findNativeCredential, isCleanToken, type NativeKind } from '../../src/auth/credentials.js';
+import { credentialIdentity } from '../../src/auth/hash.js';
+import { GATEWAY_KEY_PREFIX } from '../../src/auth/keygen.js';
+import { refuse } from '../../src/auth/refusal.js';
+import { isApiPath } from '../../src/routing/path.js';
+import { definePolicy } from '../types.js';
+import { nativeAuthOptions } from './schema.js';
+
+/** Immich's own messages for a bad credential of each kind. */
+const INVALID: Record<NativeKind, string> = {
+  sharedLink: 'Invalid share key',
+  session: 'Invalid user token',
+  apiKey: 'Invalid API key',
+};
+
+const NOT_ALLOWED: Record<NativeKind, string> = {
+  sharedLink: 'Shared links are not accepted by this gateway',
+  session: 'Immich sessions are not accepted by this gateway',
+  apiKey: 'Immich API keys are not accepted by this gateway',
+};
+
+/**
+ * Native Immich credentials (what the official apps and the web UI send): the one Immich will decide
+ * the request by, in Immich's order (share key, share slug, session, API key), becomes a `native` or
+ * `shared-link` principal and passes through untouched. Immich judges its permissions. A kind that
+ * `allow` refuses gets 401 — except on public routes and web UI paths, where Immich does not read
+ * credentials at all (a stale cookie must not break the login page).
+ */
+export const nativeAuth = definePolicy({
+  name: 'native-auth',
+  phase: 'authenticate',
+  options: nativeAuthOptions,
+  create(options, { deps }) {
+    const { metrics } = deps;
+    const { allow, maxCredentialBytes } = options;
+    return async (c: Context<Env>, next) => {
+      if (c.var.principal.kind !== 'anonymous') return next();
+      // Immich reads websocket credentials from headers only.
+      const credential = findNativeCredential(c.env.incoming.headers, c.env.upgrade ? '' : c.var.query);
+      if (credential === undefined) return next();
+      const { kind, value, source } = credential;
+      const judged = isApiPath(c.var.path) && !c.var.route?.route.public;
+      // A gateway key here means api-key-auth is off or did not claim it: never hand it to Immich.
+      if (value.startsWith(GATEWAY_KEY_PREFIX) || !isCleanToken(value, maxCredentialBytes)) {
+        throw refuse(metrics, kind === 'apiKey' ? 'invalid_key' : 'invalid_token', 401, INVALID[kind]);
+      }
+      if (!allow[kind]) {
+        if (!judged) return next();
+        throw refuse(metrics, 'native_not_allowed', 401, NOT_ALLOWED[kind]);
+      }
+      const shared = kind === 'sharedLink';
+      c.set('principal', {
+        kind: shared ? 'shared-link' : 'native',
+        client: shared ? 'shared-link' : 'native',
+        upstreamIdentity: credentialIdentity('n:', value),
+      });
+      c.var.notes.credential = source;
+      await next();
+    };
+  },
+});
