@@ -57,14 +57,17 @@ export function createApp(config: GatewayConfig, deps: Deps, phases: PhaseMiddle
 
   /** Phase 2, observe: one access line and the RED metrics per request, labelled by template. */
   const observe: MiddlewareHandler<Env> = async (c, next) => {
-    metrics.inFlight.inc();
+    if (recordMetrics) metrics.inFlight.inc();
     try {
       await next();
     } finally {
-      metrics.inFlight.dec();
+      if (recordMetrics) metrics.inFlight.dec();
       record(c);
     }
   };
+
+  const recordMetrics = config.metrics.enabled;
+  const accessLog = config.logging.accessLog && logger.isLevelEnabled('info');
 
   function record(c: Context<Env>): void {
     const req = c.env.incoming;
@@ -77,11 +80,14 @@ export function createApp(config: GatewayConfig, deps: Deps, phases: PhaseMiddle
     const method = req.method ?? 'GET';
     const bytesIn = Number(req.headers['content-length'] ?? 0) || 0;
     const bytesOut = c.var.bytesOut ?? (Number(c.res.headers.get('content-length') ?? 0) || 0);
-    metrics.requests.inc({ method, route, status: String(status), client });
-    metrics.requestDuration.observe({ method, route }, seconds);
-    if (bytesIn) metrics.requestBytes.inc({ route, client }, bytesIn);
-    if (bytesOut) metrics.responseBytes.inc({ route, client }, bytesOut);
-    metrics.clientTypes.inc({ type: clientType(req.headers.devicetype as string | undefined, req.headers['user-agent']) });
+    if (recordMetrics) {
+      metrics.requests.inc({ method, route, status: String(status), client });
+      metrics.requestDuration.observe({ method, route }, seconds);
+      if (bytesIn) metrics.requestBytes.inc({ route, client }, bytesIn);
+      if (bytesOut) metrics.responseBytes.inc({ route, client }, bytesOut);
+      metrics.clientTypes.inc({ type: clientType(req.headers.devicetype as string | undefined, req.headers['user-agent']) });
+    }
+    if (!accessLog) return;
     const legacy = c.var.legacy;
     logger.info(
       {

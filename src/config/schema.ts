@@ -34,6 +34,7 @@ export const upstreamSchema = z
 
 export const metricsSchema = z
   .object({
+    enabled: z.boolean().default(true).describe('Record request metrics (off only to measure their cost; /metrics still answers).'),
     port: z.number().int().min(0).max(65535).optional().describe('Serve /metrics on its own listener at this port (env METRICS_PORT).'),
     host: z.string().default('127.0.0.1').describe('Address of the metrics listener; loopback by default so it is never public by accident.'),
     bearerTokenEnv: z
@@ -51,9 +52,10 @@ export const configSchema = z
     logging: z
       .object({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('env LOG_LEVEL'),
+        accessLog: z.boolean().default(true).describe('One JSON line per request (at level info).'),
       })
       .strict()
-      .default({ level: 'info' }),
+      .default({ level: 'info', accessLog: true }),
     metrics: metricsSchema.default(metricsSchema.parse({})),
     redis: z
       .object({ url: z.string().url().optional().describe('Redis for shared limits and cache (env REDIS_URL); unset → in memory.') })

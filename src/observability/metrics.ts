@@ -1,4 +1,8 @@
+import { readFileSync } from 'node:fs';
+import { packageFile } from '../paths.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export const GATEWAY_VERSION: string = (JSON.parse(readFileSync(packageFile('package.json'), 'utf8')) as { version: string }).version;
 
 /**
  * Buckets from a sub-millisecond cache hit to a minutes-long upload (seconds).
@@ -36,6 +40,7 @@ export class Metrics {
   readonly upstreamErrors: Counter<'kind'>;
   readonly clientTypes: Counter<'type'>;
   readonly redisUp: Gauge;
+  readonly buildInfo: Gauge<'version' | 'node'>;
 
   constructor(registry = new Registry(), { processMetrics = true } = {}) {
     this.registry = registry;
@@ -63,6 +68,8 @@ export class Metrics {
     this.legacyRequests = new Counter({ name: 'immich_gateway_legacy_requests_total', help: 'Legacy (pre-rename) API calls translated or answered, by rule and client.', labelNames: ['rule', 'client'], registers: r });
     this.upstreamErrors = new Counter({ name: 'immich_gateway_upstream_errors_total', help: 'Failed exchanges with Immich, by kind (refused, reset, timeout, dns, other).', labelNames: ['kind'], registers: r });
     this.clientTypes = new Counter({ name: 'immich_gateway_client_type_total', help: 'Requests by client type (web, ios, android, cli, other).', labelNames: ['type'], registers: r });
+    this.buildInfo = new Gauge({ name: 'immich_gateway_build_info', help: 'Always 1; labels carry the gateway and Node.js versions.', labelNames: ['version', 'node'], registers: r });
+    this.buildInfo.set({ version: GATEWAY_VERSION, node: process.version }, 1);
     this.redisUp = new Gauge({ name: 'immich_gateway_redis_up', help: '1 when Redis is configured and reachable, 0 when configured and not, absent without Redis.', registers: r });
   }
 }
