@@ -5,15 +5,17 @@ import type { Deps } from '../src/deps.js';
 import type { Env } from '../src/env.js';
 import type { PhaseMiddlewares } from '../src/app.js';
 import { PHASES, type PolicyDefinition } from './types.js';
+import { legacyRoutes } from './legacy-routes/index.js';
 import { apiKeyAuth } from './api-key-auth/index.js';
 import { jwtAuth } from './jwt-auth/index.js';
 import { nativeAuth } from './native-auth/index.js';
 import { scopes } from './scopes/index.js';
 import { loginGuard } from './login-guard/index.js';
 import { rateLimit } from './rate-limit/index.js';
+import { thumbnailCache } from './thumbnail-cache/index.js';
 
 /** The registry: every policy, by the name its options go under in `policies:`. The only list. */
-export const POLICIES: readonly PolicyDefinition[] = [apiKeyAuth, jwtAuth, nativeAuth, scopes, rateLimit, loginGuard];
+export const POLICIES: readonly PolicyDefinition[] = [legacyRoutes, apiKeyAuth, jwtAuth, nativeAuth, scopes, rateLimit, loginGuard, thumbnailCache];
 
 /** Validates every policy's options (a bad one stops the boot naming `policies.<name>.<field>`). */
 export function validatePolicyOptions(config: GatewayConfig): Map<string, unknown> {

@@ -126,7 +126,7 @@ export function createApp(config: GatewayConfig, deps: Deps, phases: PhaseMiddle
   };
 
   /** Phase 9, forward: websocket upgrades socket to socket, everything else streamed through undici. */
-  const forward = (c: Context<Env>) => (c.env.upgrade ? forwardWebsocket(c, deps) : forwarder.pipe(c));
+  const forward = (c: Context<Env>) => (c.env.upgrade ? forwardWebsocket(c, deps) : c.var.terminal ? c.var.terminal(c) : forwarder.pipe(c));
 
   app.onError((err, c) => renderError(c, err, logger));
   app.notFound((c) => renderError(c, new GatewayError(404, 'NOT_FOUND', 'Not found'), logger));

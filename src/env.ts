@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
+import type { Context } from 'hono';
 
 /** What the route table knows about an Immich operation (generated from Immich's OpenAPI spec). */
 export interface RouteInfo {
@@ -59,8 +60,11 @@ export interface UpstreamRequest {
   /** Path plus query, byte-for-byte what goes upstream. */
   url: string;
   headerEdits: Record<string, string | null>;
-  /** Bytes to send in front of the client's body (legacy multipart backfill); the body still streams. */
-  bodyPrefix?: Buffer;
+  /**
+   * Rewrites the client's body as it streams (legacy multipart backfill). The result goes upstream
+   * chunked, since its length is not known in advance.
+   */
+  bodyTransform?: (body: Readable) => Readable;
   /** Replacement body for small JSON rewrites (legacy query → body translations). Never an upload. */
   body?: Buffer;
 }
@@ -81,6 +85,11 @@ export type Variables = {
   /** Template or `unmatched`/`web` — what metrics and logs label the request by. */
   routeLabel: string;
   legacy?: LegacyMatch;
+  /**
+   * Replaces the plain forward as the last step (a legacy rule that rewrites bodies or answers).
+   * Runs after authentication, authorization and limits, like the forward it replaces.
+   */
+  terminal?: (c: Context<Env>) => Promise<Response>;
   principal: Principal;
   upstream: UpstreamRequest;
   /** Route class for limits (`thumbnails`, `uploads`, `api`, `login`...). */

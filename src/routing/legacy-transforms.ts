@@ -66,8 +66,11 @@ export interface RequestTransformOutput {
   query?: URLSearchParams;
   /** Replaces the (empty) request body with this JSON. */
   jsonBody?: unknown;
-  /** Multipart text fields to send in front of the client's streamed body. */
-  multipartPrefix?: { fields: Record<string, string> };
+  /**
+   * Multipart text fields to add at the end of the client's streamed form when it lacks them, and
+   * fields whose values to capture on the way (they reach the response transform as `ctx.fields`).
+   */
+  multipartFill?: { defaults: Record<string, string>; capture?: string[] };
   /** Answer without calling upstream (a variant whose answer is known, e.g. no UPLOAD libraries). */
   respond?: ResponseResult;
 }
@@ -81,6 +84,8 @@ export interface TransformContext {
   /** The old query. */
   query: URLSearchParams;
   now?: Date;
+  /** Text fields captured from a streamed multipart body (complete once the body has been sent). */
+  fields?: Readonly<Record<string, string>>;
 }
 
 /** Receives the parsed JSON body (undefined when there was none) and returns the body to send. */
@@ -294,26 +299,6 @@ export function boundaryOf(contentType: string | undefined): string | undefined 
     return BOUNDARY.test(value) ? value : undefined;
   }
   return undefined;
-}
-
-/**
- * The bytes of text parts to send in front of a multipart body that uses `boundary`:
- * `--boundary\r\nContent-Disposition: form-data; name="x"\r\n\r\nvalue\r\n` per field. The client's
- * body then starts with its first `--boundary`, whose leading CRLF is the one ending our last part.
- * Names are escaped as browsers do (`"` → %22, CR → %0D, LF → %0A); values are UTF-8 and must not
- * contain the delimiter. (A client body with a preamble would append it to our last value; no
- * known client sends one.)
- */
-export function multipartPrefix(boundary: string, fields: Record<string, string>): Buffer {
-  if (!BOUNDARY.test(boundary)) throw new Error(`Invalid multipart boundary: ${JSON.stringify(boundary)}`);
-  const delimiter = `\r\n--${boundary}`;
-  const parts: string[] = [];
-  for (const [name, value] of Object.entries(fields)) {
-    if (`\r\n${value}\r\n`.includes(delimiter)) throw new Error(`Multipart field ${name} contains the boundary`);
-    const escaped = name.replace(/"/g, '%22').replace(/\r/g, '%0D').replace(/\n/g, '%0A');
-    parts.push(`--${boundary}\r\nContent-Disposition: form-data; name="${escaped}"\r\n\r\n${value}\r\n`);
-  }
-  return Buffer.from(parts.join(''), 'utf8');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -559,14 +544,14 @@ const assetFacesQuery: RequestTransform = ({ params, query }) => {
 };
 
 /**
- * #26 opt-in: `fileCreatedAt`/`fileModifiedAt` = now in front of the upload. Multer turns a repeated
- * field into an array and Immich then answers 400 `fileCreatedAt must be a date string`, so this
- * breaks every client that sends the dates itself: use it only for clients known to omit them.
+ * #26 default: the dates current Immich requires are added at the end of the streamed form only when
+ * the client did not send them (a repeated field would become an array, which Immich refuses), and
+ * an old `description` field is captured for a follow-up update (it was never an upload field).
  */
-const assetUploadAddDates: RequestTransform = ({ contentType, now = new Date() }) => {
+const assetUploadFill: RequestTransform = ({ contentType, now = new Date() }) => {
   if (boundaryOf(contentType) === undefined) return {};
   const iso = now.toISOString();
-  return { multipartPrefix: { fields: { fileCreatedAt: iso, fileModifiedAt: iso } } };
+  return { multipartFill: { defaults: { fileCreatedAt: iso, fileModifiedAt: iso }, capture: ['description'] } };
 };
 
 export const requestTransforms: Readonly<Record<string, RequestTransform>> = {
@@ -588,7 +573,7 @@ export const requestTransforms: Readonly<Record<string, RequestTransform>> = {
   'admin-onboarding-body': adminOnboardingBody,
   'shared-link-me-query': sharedLinkMeQuery,
   'asset-faces-query': assetFacesQuery,
-  'asset-upload-add-dates': assetUploadAddDates,
+  'asset-upload-fill': assetUploadFill,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -822,9 +807,13 @@ export const responseTransforms: Readonly<Record<string, ResponseTransform>> = {
     return { status, body: { ...body, assets: { ...body['assets'], items, count: items.length } } };
   }),
   /** #26: `{id, status: created|duplicate}` → `{id, duplicate}` (status code unchanged: 201 new, 200 duplicate). */
-  'asset-upload': onSuccess((body, _ctx, status) => {
+  'asset-upload': onSuccess((body, ctx, status) => {
     if (!isObj(body)) return { status, body };
-    return { status, body: { id: body['id'], duplicate: body['status'] === 'duplicate' } };
+    const result = { status, body: { id: body['id'], duplicate: body['status'] === 'duplicate' } };
+    const description = ctx.fields?.['description'];
+    if (typeof body['id'] !== 'string' || description === undefined || body['status'] === 'duplicate') return result;
+    // The asset exists whatever the follow-up's outcome: the old client still gets its id.
+    return new FollowUp({ method: 'PUT', path: `/api/assets/${encodeURIComponent(body['id'])}`, jsonBody: { description } }, () => result);
   }),
   /**
    * #35: `MemoryResponseDto[]` → `[{yearsAgo, title, assets}]` as the old live query built them,

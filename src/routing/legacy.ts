@@ -8,6 +8,8 @@
  * rules, a static segment beats a param (with backtracking) and a `where`-constrained param beats a
  * free one.
  */
+import { stripCredentialQuery } from '../auth/credentials.js';
+import type { MultipartFillOptions } from '../upstream/multipart-fill.js';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -16,7 +18,6 @@ import {
   boundaryOf,
   FollowUp,
   legacyTransforms,
-  multipartPrefix,
   type LegacyTransforms,
   type ResponseResult,
   type Step,
@@ -76,7 +77,7 @@ export class LegacyTableError extends Error {
 interface Template {
   method: string;
   path: string;
-  /** Lower-cased static segments, or `{name}`; segments after `/api`. */
+  /** Path segments (`api` first), statics as written, params as `{name}`. */
   segments: string[];
   params: string[];
 }
@@ -214,13 +215,13 @@ export interface LegacyForward {
   jsonBody?: unknown;
   /** The old method carried a body the new GET must not send. */
   dropBody: boolean;
-  /** Bytes to send in front of the client's streamed multipart body (adjust Content-Length). */
-  bodyPrefix?: Buffer;
+  /** Fill missing fields into the client's streamed multipart form (src/upstream/multipart-fill.ts). */
+  multipartFill?: MultipartFillOptions;
   /** Rewrites the client's JSON body (read it, small bodies only; undefined when there is none). */
   transformBody?: (body: unknown) => Step<unknown>;
   /** Rewrites the upstream answer back into the old shape. */
   transformResponse?: (status: number, body: unknown) => Step<ResponseResult>;
-  /** Current path and query, for the `Link: <…>; rel="successor-version"` header. */
+  /** Current path and query without credential params, for a `Link: <…>; rel="successor-version"` header. */
   successor: string;
 }
 
@@ -369,7 +370,8 @@ function rawQueryOf(query: URLSearchParams): string {
 export function compileLegacyTable(rules: readonly LegacyRule[], transforms: LegacyTransforms = legacyTransforms): LegacyTable {
   validateLegacyTable({ rules }, transforms);
   const tries = new Map<string, Node>();
-  const prefixes = new Set<string>();
+  /** Per method, the lower-cased first segments under /api that some rule starts with. */
+  const prefixes = new Map<string, Set<string>>();
   const enabled: LegacyRule[] = [];
 
   rules.forEach((rule, index) => {
@@ -386,7 +388,9 @@ export function compileLegacyTable(rules: readonly LegacyRule[], transforms: Leg
       headable: from.method === 'GET' && to?.method === 'GET' && rule.body === undefined && rule.response === undefined,
       calls: (rule.calls ?? []).map(parseTemplate),
     };
-    prefixes.add(from.segments[1]!.toLowerCase());
+    let firsts = prefixes.get(from.method);
+    if (firsts === undefined) prefixes.set(from.method, (firsts = new Set()));
+    firsts.add(from.segments[1]!.toLowerCase());
     let root = tries.get(from.method);
     if (root === undefined) tries.set(from.method, (root = newNode()));
     insert(root, compiled, index);
@@ -412,8 +416,9 @@ export function compileLegacyTable(rules: readonly LegacyRule[], transforms: Leg
         if (rule.fallback !== undefined) return { kind: 'respond', status: rule.fallback.status, body: rule.fallback.body };
         const target = to!;
         const search = query.startsWith('?') ? query.slice(1) : query;
+        const fields: Record<string, string> = {};
         const ctx = (): TransformContext => {
-          const c: TransformContext = { params, query: new URLSearchParams(search) };
+          const c: TransformContext = { params, query: new URLSearchParams(search), fields };
           if (options.now !== undefined) c.now = options.now;
           return c;
         };
@@ -435,18 +440,22 @@ export function compileLegacyTable(rules: readonly LegacyRule[], transforms: Leg
           if (t.path !== undefined) path = t.path;
           if (t.query !== undefined) outQuery = rawQueryOf(t.query);
           if (t.jsonBody !== undefined) out.jsonBody = t.jsonBody;
-          if (t.multipartPrefix !== undefined) {
+          if (t.multipartFill !== undefined) {
             const boundary = boundaryOf(options.contentType);
-            if (boundary !== undefined) out.bodyPrefix = multipartPrefix(boundary, t.multipartPrefix.fields);
+            if (boundary !== undefined) out.multipartFill = { boundary, ...t.multipartFill, captured: fields };
           }
         }
-        if (head && method === 'GET') method = 'HEAD';
+        if (head) {
+          // HEAD rides on GET rules only while the translation stays a GET.
+          if (method !== 'GET') throw new GatewayError(405, 'METHOD_NOT_ALLOWED', `Cannot HEAD ${compiled.rule.from.split(' ')[1]}`);
+          method = 'HEAD';
+        }
         const oldMethod = compiled.from.method;
         out.method = method;
         out.path = path;
         out.query = outQuery;
         out.dropBody = out.jsonBody === undefined && (method === 'GET' || method === 'HEAD') && oldMethod !== 'GET';
-        out.successor = `${path}${outQuery}`;
+        out.successor = stripCredentialQuery(`${path}${outQuery}`);
         if (rule.body !== undefined) {
           const transform = transforms.body[rule.body]!;
           out.transformBody = (body) => transform(body, ctx());
@@ -463,15 +472,18 @@ export function compileLegacyTable(rules: readonly LegacyRule[], transforms: Leg
   return {
     rules: enabled,
     match(method: string, path: string): LegacyHit | undefined {
-      // `/api/<first>/...`: anything whose first segment no rule starts with is out after one lookup.
+      // `/api/<first>/...`: anything whose first segment no rule of its method starts with is out
+      // after one Set lookup.
       if (path.length < 6 || path.charCodeAt(4) !== 47 /* / */ || path.slice(0, 4).toLowerCase() !== '/api') return undefined;
-      const end = path.indexOf('/', 5);
-      const first = end === -1 ? path.slice(5) : path.slice(5, end);
-      if (!prefixes.has(first) && !prefixes.has(first.toLowerCase())) return undefined;
       const upper = method.toUpperCase();
       const head = upper === 'HEAD';
-      const root = tries.get(head ? 'GET' : upper);
-      if (root === undefined) return undefined;
+      const key = head ? 'GET' : upper;
+      const firsts = prefixes.get(key);
+      if (firsts === undefined) return undefined;
+      const end = path.indexOf('/', 5);
+      const first = end === -1 ? path.slice(5) : path.slice(5, end);
+      if (!firsts.has(first) && !firsts.has(first.toLowerCase())) return undefined;
+      const root = tries.get(key)!;
       const trimmed = path.charCodeAt(path.length - 1) === 47 ? path.slice(0, -1) : path;
       const segments = trimmed.split('/');
       const values: string[] = [];

@@ -1,5 +1,4 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
 import type { Context } from 'hono';
 import { Agent, type Dispatcher } from 'undici';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
@@ -124,9 +123,11 @@ export function createForwarder(config: GatewayConfig, observer: UpstreamObserve
       // The client waits for "100 Continue" before sending a large body: send it only now that every
       // policy has let the request through, so a refused upload never starts.
       if (res && expectsContinue(req)) res.writeContinue();
-      body = up.bodyPrefix ? Readable.from(prefixed(up.bodyPrefix, req), { objectMode: false }) : req;
-      if (up.bodyPrefix && headers['content-length'] !== undefined) {
-        headers['content-length'] = String(Number(headers['content-length']) + up.bodyPrefix.length);
+      if (up.bodyTransform) {
+        body = up.bodyTransform(req);
+        delete headers['content-length'];
+      } else {
+        body = req;
       }
     }
     const started = process.hrtime.bigint();
@@ -250,24 +251,20 @@ export function createForwarder(config: GatewayConfig, observer: UpstreamObserve
         headers = h;
       },
       data(chunk) {
+        // Past the bound the rest is read and dropped (no throw inside undici's callbacks).
         size += chunk.length;
-        if (size > maxBytes) throw new GatewayError(502, 'UPSTREAM_TOO_LARGE', 'Answer from Immich too large to translate');
-        chunks.push(chunk);
+        if (size <= maxBytes) chunks.push(chunk);
         return true;
       },
       end() {},
       fail() {},
     });
+    if (size > maxBytes) throw new GatewayError(502, 'UPSTREAM_TOO_LARGE', 'Answer from Immich too large to translate');
     return { status, headers, body: Buffer.concat(chunks) };
   }
 
   return { pipe, capture, upstreamHeaders, agent, origin, close: () => agent.close() };
 }
 
-/** The client's body with extra bytes in front (legacy upload backfill), still streamed. */
-async function* prefixed(prefix: Buffer, body: IncomingMessage): AsyncGenerator<Buffer> {
-  yield prefix;
-  for await (const chunk of body) yield chunk as Buffer;
-}
 
 export type { ServerResponse };
