@@ -25,6 +25,16 @@ const commands: Record<string, Command> = {
     process.stdout.write(`wrote ${count} routes to ${out}\n`);
     return 0;
   },
+  'config reference': async () => {
+    const { configReference } = await import('../config/reference.js');
+    process.stdout.write(`${configReference()}\n`);
+    return 0;
+  },
+  'config example': async () => {
+    const { configExample } = await import('../config/reference.js');
+    process.stdout.write(configExample());
+    return 0;
+  },
   'config check': () => {
     const config = loadConfig();
     validatePolicyOptions(config);

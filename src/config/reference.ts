@@ -1,3 +1,4 @@
+import { stringify } from 'yaml';
 import { z } from 'zod';
 import { POLICIES } from '../../policies/index.js';
 import { configSchema } from './schema.js';
@@ -51,4 +52,78 @@ export function configReference(): string {
     rows(z.toJSONSchema(policy.options, { io: 'input', unrepresentable: 'any' }) as JsonSchema, `policies.${policy.name}.`, out);
   }
   return ['| option | type | default | meaning |', '|---|---|---|---|', ...out.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+
+/** A default as one YAML line: scalars plain, lists and maps in flow style (JSON is valid YAML). */
+function yamlValue(value: unknown): string {
+  return typeof value === 'object' && value !== null ? JSON.stringify(value) : stringify(value).trimEnd();
+}
+
+function exampleLines(schema: JsonSchema, indent: string, out: string[]): void {
+  for (const [key, prop] of Object.entries(schema.properties ?? {})) {
+    if (prop.description) for (const line of wrap(prop.description, 96 - indent.length)) out.push(`${indent}# ${line}`);
+    const mapOf = typeof prop.additionalProperties === 'object' ? prop.additionalProperties : undefined;
+    if (prop.properties && Object.keys(prop.properties).length > 0) {
+      out.push(`${indent}${key}:`);
+      exampleLines(prop, `${indent}  `, out);
+    } else if (prop.default !== undefined && !isEmptyCollection(prop.default)) {
+      out.push(`${indent}${key}: ${yamlValue(prop.default)}`);
+    } else if (mapOf?.properties) {
+      out.push(`${indent}# ${key}:`, `${indent}#   <name>:`);
+      for (const [field, sub] of Object.entries(mapOf.properties)) out.push(`${indent}#     ${field}: ${placeholder(sub)}`);
+    } else if (prop.items?.properties) {
+      out.push(`${indent}# ${key}:`);
+      let first = true;
+      for (const [field, sub] of Object.entries(prop.items.properties)) {
+        out.push(`${indent}#   ${first ? '- ' : '  '}${field}: ${placeholder(sub)}`);
+        first = false;
+      }
+    } else if (prop.default !== undefined) {
+      out.push(`${indent}${key}: ${yamlValue(prop.default)}`);
+    } else {
+      out.push(`${indent}# ${key}: ${placeholder(prop)}`);
+    }
+  }
+}
+
+function isEmptyCollection(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && Object.keys(value).length === 0;
+}
+
+/** A commented-out option: its default, else its type in angle brackets. */
+function placeholder(s: JsonSchema): string {
+  return s.default !== undefined ? yamlValue(s.default) : `<${typeOf(s).replace(/ \\\| /g, ' | ')}>`;
+}
+
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(/\s+/)) {
+    if (line && line.length + word.length + 1 > width) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  if (line) lines.push(line);
+  return lines;
+}
+
+/** config/gateway.example.yaml: every option with its default (or commented out when it has none). */
+export function configExample(): string {
+  const out: string[] = [
+    '# immich-gateway configuration (GATEWAY_CONFIG=path/to/this.yaml). Every option is shown with its',
+    '# default; an option that has none is commented out. Environment variables (IMMICH_URL, PORT, HOST,',
+    '# REDIS_URL, LOG_LEVEL, METRICS_PORT) override the file. Generated from the option schemas by',
+    '# `immich-gateway config example`; a test keeps it in step with the code.',
+    '',
+  ];
+  const core = z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as JsonSchema;
+  delete core.properties?.policies;
+  exampleLines(core, '', out);
+  out.push('', '# Policies, by name (policies/index.ts). `false` switches one off: `thumbnail-cache: false`.', 'policies:');
+  for (const policy of POLICIES) {
+    out.push(`  ${policy.name}:`);
+    exampleLines(z.toJSONSchema(policy.options, { io: 'input', unrepresentable: 'any' }) as JsonSchema, '    ', out);
+  }
+  return `${out.join('\n')}\n`;
 }
