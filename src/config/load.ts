@@ -29,6 +29,15 @@ function setIn(target: Record<string, unknown>, path: string[], value: unknown):
   node[path[path.length - 1]!] = value;
 }
 
+/** An empty YAML value (`redis:` with everything under it commented out) means "not set". */
+function withoutNulls(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withoutNulls);
+  if (typeof value !== 'object' || value === null) return value;
+  const out: Record<string, unknown> = {};
+  for (const [key, v] of Object.entries(value)) if (v !== null) out[key] = withoutNulls(v);
+  return out;
+}
+
 function asPort(name: string, raw: string): number {
   if (!/^\d+$/.test(raw)) throw new ConfigError(`${name}: expected a port number (0-65535), got "${raw}"`);
   return Number(raw);
@@ -72,7 +81,7 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     if (parsed != null && (typeof parsed !== 'object' || Array.isArray(parsed))) {
       throw new ConfigError(`GATEWAY_CONFIG: ${file} must hold a mapping of options at its top level`);
     }
-    raw = (parsed ?? {}) as Record<string, unknown>;
+    raw = withoutNulls(parsed ?? {}) as Record<string, unknown>;
   }
   applyEnv(raw, env);
   const result = configSchema.safeParse(raw);
