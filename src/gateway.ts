@@ -66,6 +66,9 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
 
   const listener = getRequestListener(app.fetch, { overrideGlobalObjects: false });
   const server = createServer({ maxHeaderSize: config.server.maxHeaderBytes, requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000 }, listener);
+  // A client that half-closes after its request (`nc -N`, some scripts) still gets its answer, as from
+  // nginx; by default Node would abort the request when the client's side ends.
+  (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   // Handling Expect: 100-continue ourselves: the forward phase sends "100 Continue" only once every
   // policy has let the request through, so a refused upload never starts.
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => server.emit('request', req, res));

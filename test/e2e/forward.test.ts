@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -200,6 +201,19 @@ describe('forwarding core', () => {
     await expect.poll(() => stack.immich.requests.some((r) => r.method === 'POST' && r.url === '/api/assets'), { timeout: 5000 }).toBe(true);
     req.destroy();
     await expect.poll(() => stack.immich.requests.find((r) => r.method === 'POST' && r.url === '/api/assets')?.aborted, { timeout: 5000 }).toBe(true);
+  });
+
+  it('answers a client that half-closes its side after the request (as nginx does)', async () => {
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(new URL(stack.url).port), '127.0.0.1', () => {
+        socket.end('GET /api/slow-headers?ms=100 HTTP/1.1\r\nHost: x\r\nx-api-key: fake-admin-key\r\n\r\n');
+      });
+      let data = '';
+      socket.on('data', (d: Buffer) => (data += d.toString()));
+      socket.on('close', () => resolve(data));
+      socket.on('error', reject);
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
   });
 
   it('passes the web UI through unchanged', async () => {
