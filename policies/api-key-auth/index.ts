@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Context } from 'hono';
 import { ConfigError } from '../../src/config/load.js';
 import type { Env } from '../../src/env.js';
-import { bearerToken, injectUpstreamKey, queryParams } from '../../src/auth/credentials.js';
+import { bearerToken, injectUpstreamKey, queryParams, upstreamView } from '../../src/auth/credentials.js';
 import { GATEWAY_KEY_PREFIX } from '../../src/auth/keygen.js';
 import { KeysFileError, resolveKeysFile } from '../../src/auth/keys-file.js';
 import { KeysStore } from '../../src/auth/keys-store.js';
@@ -24,7 +24,9 @@ function presentedKeys(headers: IncomingHttpHeaders, query: string): Presented[]
   if (typeof header === 'string' && header.startsWith(GATEWAY_KEY_PREFIX)) found.push({ key: header, via: 'header' });
   const bearer = bearerToken(headers);
   if (bearer?.startsWith(GATEWAY_KEY_PREFIX)) found.push({ key: bearer, via: 'bearer' });
-  if (query.length > 1) {
+  // A key in the query is plain `igw_` or percent-encoded; an encoded one that slips past this check
+  // is refused by native-auth (it never hands an igw_ value to Immich).
+  if (query.length > 1 && query.indexOf(GATEWAY_KEY_PREFIX) !== -1) {
     for (const { name, value } of queryParams(query)) {
       const lower = name.toLowerCase();
       if ((lower === 'apikey' || lower === 'x-api-key') && value.startsWith(GATEWAY_KEY_PREFIX)) found.push({ key: value, via: 'query' });
@@ -59,7 +61,8 @@ export const apiKeyAuth = definePolicy({
 
     return async (c: Context<Env>, next) => {
       if (c.var.principal.kind !== 'anonymous') return next();
-      const presented = presentedKeys(c.env.incoming.headers, c.var.query);
+      const view = upstreamView(c);
+      const presented = presentedKeys(view.headers, view.query);
       if (presented.length === 0) return next();
       const first = presented[0]!;
       if (presented.some((p) => p.key !== first.key)) throw refuse(metrics, 'invalid_key', 401, 'Invalid API key');

@@ -3,7 +3,7 @@ import type { Context } from 'hono';
 import { createRemoteJWKSet, decodeJwt, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { ConfigError } from '../../src/config/load.js';
 import type { Env } from '../../src/env.js';
-import { bearerToken, injectUpstreamKey, isCleanToken } from '../../src/auth/credentials.js';
+import { bearerToken, injectUpstreamKey, isCleanToken, upstreamView } from '../../src/auth/credentials.js';
 import { credentialIdentity } from '../../src/auth/hash.js';
 import { refuse } from '../../src/auth/refusal.js';
 import { loadScopeResolver, requireScopesPolicy, ScopeError, type ScopeResolver } from '../../src/auth/scopes.js';
@@ -175,7 +175,7 @@ export const jwtAuth = definePolicy({
 
     return async (c: Context<Env>, next) => {
       if (c.var.principal.kind !== 'anonymous') return next();
-      const token = bearerToken(c.env.incoming.headers);
+      const token = bearerToken(upstreamView(c).headers);
       if (token === undefined || token.indexOf('.') === -1) return next();
       if (!isCleanToken(token, options.maxTokenBytes)) throw invalid(c, 'ERR_TOKEN_MALFORMED');
       if (!JWT_SHAPE.test(token)) return next();
@@ -189,7 +189,7 @@ export const jwtAuth = definePolicy({
       if (issuer === undefined) throw invalid(c, 'ERR_UNKNOWN_ISSUER');
       let payload: JWTPayload;
       try {
-        ({ payload } = await jwtVerify(token, issuer.key as KeyObject, {
+        ({ payload } = await jwtVerify(token, issuer.key, {
           issuer: issuer.issuer,
           audience: issuer.audience,
           algorithms: issuer.algorithms,

@@ -1,6 +1,6 @@
 import type { Context } from 'hono';
 import type { Env } from '../../src/env.js';
-import { findNativeCredential, isCleanToken, type NativeKind } from '../../src/auth/credentials.js';
+import { editQuery, findNativeCredential, isCleanToken, queryParams, upstreamView, type NativeCredential, type NativeKind } from '../../src/auth/credentials.js';
 import { credentialIdentity } from '../../src/auth/hash.js';
 import { GATEWAY_KEY_PREFIX } from '../../src/auth/keygen.js';
 import { refuse } from '../../src/auth/refusal.js';
@@ -21,12 +21,29 @@ const NOT_ALLOWED: Record<NativeKind, string> = {
   apiKey: 'Immich API keys are not accepted by this gateway',
 };
 
+const QUERY_X_API_KEY = 'query:x-api-key';
+const X_API_KEY_PARAM: ReadonlySet<string> = new Set(['x-api-key']);
+
+/**
+ * `?x-api-key=` — what old clients (a Discord bot's embed URLs, LEGACY.md §2.1) put in URLs. Immich
+ * itself never read it; the gateway moves it into the `x-api-key` header when no credential Immich
+ * reads is present, so those URLs work and the key leaves the URL Immich logs.
+ */
+function queryApiKey(query: string): NativeCredential | undefined {
+  if (query.length < 2) return undefined;
+  for (const { name, value } of queryParams(query)) {
+    if (name.toLowerCase() === 'x-api-key' && value !== '') return { kind: 'apiKey', source: QUERY_X_API_KEY, value };
+  }
+  return undefined;
+}
+
 /**
  * Native Immich credentials (what the official apps and the web UI send): the one Immich will decide
  * the request by, in Immich's order (share key, share slug, session, API key), becomes a `native` or
  * `shared-link` principal and passes through untouched. Immich judges its permissions. A kind that
  * `allow` refuses gets 401 — except on public routes and web UI paths, where Immich does not read
- * credentials at all (a stale cookie must not break the login page).
+ * credentials at all (a stale cookie must not break the login page). A credential that is oversized,
+ * not visible ASCII, or an `igw_` gateway key nobody claimed gets 401 without reaching Immich.
  */
 export const nativeAuth = definePolicy({
   name: 'native-auth',
@@ -37,8 +54,10 @@ export const nativeAuth = definePolicy({
     const { allow, maxCredentialBytes } = options;
     return async (c: Context<Env>, next) => {
       if (c.var.principal.kind !== 'anonymous') return next();
+      const view = upstreamView(c);
       // Immich reads websocket credentials from headers only.
-      const credential = findNativeCredential(c.env.incoming.headers, c.env.upgrade ? '' : c.var.query);
+      const query = c.env.upgrade ? '' : view.query;
+      const credential = findNativeCredential(view.headers, query) ?? queryApiKey(query);
       if (credential === undefined) return next();
       const { kind, value, source } = credential;
       const judged = isApiPath(c.var.path) && !c.var.route?.route.public;
@@ -56,6 +75,10 @@ export const nativeAuth = definePolicy({
         client: shared ? 'shared-link' : 'native',
         upstreamIdentity: credentialIdentity('n:', value),
       });
+      if (source === QUERY_X_API_KEY) {
+        c.var.upstream.headerEdits['x-api-key'] = value;
+        editQuery(c, X_API_KEY_PARAM);
+      }
       c.var.notes.credential = source;
       await next();
     };

@@ -9,7 +9,7 @@ export const nativeAuthOptions = z
           .boolean()
           .default(true)
           .describe('Immich session tokens: cookie immich_access_token, x-immich-user-token, x-immich-session-token, sessionKey query, opaque bearer (web and mobile apps).'),
-        apiKey: z.boolean().default(true).describe('Immich\'s own API keys (x-api-key header or apiKey query without the igw_ prefix).'),
+        apiKey: z.boolean().default(true).describe('Immich\'s own API keys (x-api-key header or apiKey query without the igw_ prefix; an x-api-key query parameter, which Immich never read, is moved into the header).'),
         sharedLink: z.boolean().default(true).describe('Shared-link keys and slugs (x-immich-share-key/-slug headers, key/slug query).'),
       })
       .strict()

@@ -7,7 +7,7 @@ import type { Context } from 'hono';
 import type { Env } from '../env.js';
 
 /** Request headers Immich reads as a credential (Node lower-cases names). */
-export const CREDENTIAL_HEADERS = [
+const CREDENTIAL_HEADERS = [
   'authorization',
   'x-api-key',
   'x-immich-user-token',
@@ -20,10 +20,10 @@ export const CREDENTIAL_HEADERS = [
 const CREDENTIAL_QUERY = new Set(['apikey', 'x-api-key', 'sessionkey', 'key', 'slug']);
 
 /** The session cookie; Immich's other cookies (`immich_auth_type`...) are not credentials. */
-export const SESSION_COOKIE = 'immich_access_token';
+const SESSION_COOKIE = 'immich_access_token';
 
 /** Longest credential the gateway reads; a bigger one is refused before any hashing or parsing. */
-export const MAX_CREDENTIAL_BYTES = 8192;
+const MAX_CREDENTIAL_BYTES = 8192;
 
 /** A credential must be visible ASCII: anything else (control bytes, non-UTF-8 read as latin1) is refused. */
 export function isCleanToken(value: string, maxBytes = MAX_CREDENTIAL_BYTES): boolean {
@@ -75,12 +75,17 @@ export function queryParams(query: string): QueryParam[] {
  * and in order. Names are compared decoded and case-insensitively, so `api%4Bey` and `APIKEY` go too.
  */
 export function stripCredentialQuery(url: string): string {
+  return removeQueryParams(url, CREDENTIAL_QUERY);
+}
+
+/** `url` without the parameters whose decoded, lower-cased name is in `names`; the rest byte for byte. */
+export function removeQueryParams(url: string, names: ReadonlySet<string>): string {
   const q = url.indexOf('?');
   if (q === -1) return url;
   const kept: string[] = [];
   let removed = false;
   for (const pair of url.slice(q + 1).split('&')) {
-    if (pair !== '' && CREDENTIAL_QUERY.has(paramName(pair).toLowerCase())) {
+    if (pair !== '' && names.has(paramName(pair).toLowerCase())) {
       removed = true;
       continue;
     }
@@ -125,16 +130,36 @@ export function cookieValue(cookie: string | undefined, name: string): string | 
  */
 export function injectUpstreamKey(c: Context<Env>, upstreamKey: string): void {
   const edits = c.var.upstream.headerEdits;
+  const cookie = upstreamView(c).headers.cookie;
   for (const name of CREDENTIAL_HEADERS) edits[name] = null;
   edits['x-api-key'] = upstreamKey;
-  const cookie = c.env.incoming.headers.cookie;
   if (cookie !== undefined && cookie.includes(SESSION_COOKIE)) edits.cookie = withoutSessionCookie(cookie);
-  c.var.upstream.url = stripCredentialQuery(c.var.upstream.url);
+  editQuery(c, CREDENTIAL_QUERY);
+}
+
+/** Removes query parameters from the upstream URL and from `c.var.query` alike. */
+export function editQuery(c: Context<Env>, names: ReadonlySet<string>): void {
+  c.var.upstream.url = removeQueryParams(c.var.upstream.url, names);
   const query = c.var.query;
-  if (query !== '') {
-    const stripped = stripCredentialQuery(`/${query}`).slice(1);
-    c.set('query', stripped);
+  if (query !== '') c.set('query', removeQueryParams(`/${query}`, names).slice(1));
+}
+
+/**
+ * The request as Immich will receive it, for judging credentials: the incoming headers with the
+ * edits earlier phases made (the legacy phase may move a credential), and the upstream query.
+ */
+export function upstreamView(c: Context<Env>): { headers: IncomingHttpHeaders; query: string } {
+  const edits = c.var.upstream.headerEdits;
+  let headers = c.env.incoming.headers;
+  for (const name in edits) {
+    if (headers === c.env.incoming.headers) headers = { ...headers };
+    const value = edits[name];
+    if (value === null || value === undefined) delete headers[name];
+    else headers[name] = value;
   }
+  const url = c.var.upstream.url;
+  const q = url.indexOf('?');
+  return { headers, query: q === -1 ? '' : url.slice(q) };
 }
 
 export type NativeKind = 'sharedLink' | 'session' | 'apiKey';

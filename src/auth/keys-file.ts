@@ -13,7 +13,7 @@ import { credentialIdentity, KEY_HASH_PATTERN } from './hash.js';
 import { GATEWAY_KEY_PATTERN } from './keygen.js';
 import type { ScopeResolver } from './scopes.js';
 
-export const DEFAULT_KEYS_FILE = 'config/keys.yaml';
+const DEFAULT_KEYS_FILE = 'config/keys.yaml';
 
 /** The keys file in use: the explicit path, else env GATEWAY_KEYS_FILE, else config/keys.yaml (relative to the working directory). */
 export function resolveKeysFile(explicit?: string, env: Record<string, string | undefined> = process.env): { file: string; explicit: boolean } {
@@ -62,7 +62,7 @@ const clientSchema = z
   })
   .strict();
 
-export const keysFileSchema = z
+const keysFileSchema = z
   .object({
     clients: z.array(clientSchema).nullable().default([]).describe('One entry per client key.'),
   })
@@ -119,7 +119,7 @@ export interface GatewayClient {
   allowFrom?: AddressSet;
 }
 
-export interface KeyTableEntry {
+interface KeyTableEntry {
   client: GatewayClient;
   /** Set for a rotated-out key: epoch ms until which it still works. */
   validUntil?: number;

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { sha256Hex } from './hash.js';
 import { GATEWAY_KEY_PATTERN } from './keygen.js';
 import { buildKeyTable, parseKeysText, readKeysFile, type GatewayClient, type KeyTable } from './keys-file.js';
-import { loadScopeResolver, type PermissionCatalogue } from './scopes.js';
+import { loadScopeResolver } from './scopes.js';
 
 export interface KeysStoreOptions {
   /** Absolute path of the keys file. */
@@ -14,11 +14,9 @@ export interface KeysStoreOptions {
   required: boolean;
   /** Presets file; undefined → env GATEWAY_SCOPES_FILE or the shipped config/scopes.yaml. */
   presetsFile?: string;
-  catalogue?: PermissionCatalogue;
   logger: Logger;
   /** How often the file's stat is checked, as a fallback to fs.watch (ms). */
   pollMs: number;
-  env?: Record<string, string | undefined>;
 }
 
 export type KeyLookup =
@@ -48,7 +46,7 @@ export class KeysStore {
   private table: KeyTable = EMPTY;
   private signatures = '';
   private checking: Promise<void> | undefined;
-  private again = false;
+  private queued: Promise<void> | undefined;
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private debounce: NodeJS.Timeout | undefined;
@@ -70,10 +68,6 @@ export class KeysStore {
     return this.table.clients.size;
   }
 
-  client(name: string): GatewayClient | undefined {
-    return this.table.clients.get(name);
-  }
-
   /** `key` must already match GATEWAY_KEY_PATTERN. One hash and one Map lookup: no secret is compared. */
   lookup(key: string, now = Date.now()): KeyLookup {
     if (!GATEWAY_KEY_PATTERN.test(key)) return { status: 'unknown' };
@@ -86,18 +80,20 @@ export class KeysStore {
 
   /** Re-reads the files if their stat changed. Exposed for tests; the watcher and timer call it. */
   check(): Promise<void> {
-    if (this.checking) {
-      this.again = true;
+    if (this.checking === undefined) {
+      this.checking = this.doCheck().finally(() => {
+        this.checking = undefined;
+      });
       return this.checking;
     }
-    this.checking = this.doCheck().finally(() => {
-      this.checking = undefined;
-      if (this.again) {
-        this.again = false;
-        void this.check();
-      }
-    });
-    return this.checking;
+    // One is running and may have read the files before the caller's change: queue one more after it.
+    this.queued ??= this.checking
+      .catch(() => {})
+      .then(() => {
+        this.queued = undefined;
+        return this.check();
+      });
+    return this.queued;
   }
 
   close(): void {
@@ -107,7 +103,7 @@ export class KeysStore {
   }
 
   private presetsPath(): string | undefined {
-    return this.options.presetsFile ?? this.options.env?.GATEWAY_SCOPES_FILE ?? process.env.GATEWAY_SCOPES_FILE;
+    return this.options.presetsFile ?? process.env.GATEWAY_SCOPES_FILE;
   }
 
   private async currentSignatures(): Promise<string> {
@@ -116,10 +112,10 @@ export class KeysStore {
   }
 
   private load(): { table: KeyTable; exists: boolean } {
-    const { file, required, catalogue, env } = this.options;
+    const { file, required } = this.options;
     const { text, exists } = readKeysFile(file, !required);
-    const resolver = loadScopeResolver(this.presetsPath(), catalogue);
-    return { table: buildKeyTable(parseKeysText(text, file), resolver, file, env), exists };
+    const resolver = loadScopeResolver(this.presetsPath());
+    return { table: buildKeyTable(parseKeysText(text, file), resolver, file), exists };
   }
 
   private async doCheck(): Promise<void> {

@@ -2,7 +2,7 @@ import { GatewayError } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
 
 /** The `reason` label of immich_gateway_auth_failures_total: a small fixed set, never free text. */
-export const AUTH_FAILURE_REASONS = [
+const AUTH_FAILURE_REASONS = [
   'missing_credential',
   'invalid_key',
   'expired_key',
@@ -14,7 +14,7 @@ export const AUTH_FAILURE_REASONS = [
 ] as const;
 export type AuthFailureReason = (typeof AUTH_FAILURE_REASONS)[number];
 
-export const REALM = 'Bearer realm="immich-gateway"';
+const REALM = 'Bearer realm="immich-gateway"';
 
 /**
  * Counts the refusal and returns the error to throw. 401s carry `WWW-Authenticate` (RFC 6750 §3:

@@ -96,8 +96,12 @@ export function loadPresets(file: string, catalogue: PermissionCatalogue): Map<s
   }
   const parsed = presetsFileSchema.safeParse(raw ?? {});
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new ScopeError(`${file}: ${issue.path.map(String).join('.') || '(root)'}: ${issue.message}`);
+    const lines = parsed.error.issues.map((issue) => {
+      // A bad record key: zod nests the key's own issue.
+      const message = issue.code === 'invalid_key' ? (issue.issues[0]?.message ?? issue.message) : issue.message;
+      return `${file}: ${issue.path.map(String).join('.') || '(root)'}: ${message}`;
+    });
+    throw new ScopeError(lines.join('\n'));
   }
   const presets = new Map<string, Preset>(Object.entries(parsed.data.presets));
   for (const name of presets.keys()) {
@@ -105,9 +109,9 @@ export function loadPresets(file: string, catalogue: PermissionCatalogue): Map<s
   }
   // Expanding every preset once checks its entries and rejects cycles.
   const resolver = new ScopeResolver(catalogue, presets);
-  for (const [name, preset] of presets) {
+  for (const name of presets.keys()) {
     try {
-      resolver.expand(preset.scopes);
+      resolver.expandPreset(name);
     } catch (err) {
       throw new ScopeError(`${file}: presets.${name}.scopes: ${(err as Error).message}`);
     }
@@ -135,6 +139,13 @@ export class ScopeResolver {
   expand(entries: readonly string[]): Set<string> {
     const out = new Set<string>();
     entries.forEach((entry, i) => this.add(entry, out, [], `[${i}]`));
+    return out;
+  }
+
+  /** A preset's permissions; throws on an unknown entry or a cycle (`a → b → a`). */
+  expandPreset(name: string): Set<string> {
+    const out = new Set<string>();
+    this.add(name, out, [], '');
     return out;
   }
 
@@ -182,7 +193,7 @@ export function grantingScope(scopes: ReadonlySet<string>, permission: string, a
   return undefined;
 }
 
-export function isSocketIoPath(path: string): boolean {
+function isSocketIoPath(path: string): boolean {
   const lower = path.toLowerCase();
   return lower === '/api/socket.io' || lower.startsWith('/api/socket.io/');
 }

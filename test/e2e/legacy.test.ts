@@ -3,7 +3,9 @@ import { request } from 'undici';
 import { compileLegacyTable, loadLegacyTable, type LegacyForward } from '../../src/routing/legacy.js';
 import { packageFile } from '../../src/paths.js';
 import type { GatewayError } from '../../src/errors.js';
+import { join } from 'node:path';
 import { startStack, type Stack } from '../support/stack.js';
+import { client, tempDir, writeKeys } from '../policies/api-key-auth/support.js';
 
 const KEY = 'fake-admin-key';
 const ADMIN = { 'x-api-key': KEY };
@@ -171,5 +173,65 @@ describe('legacy routes: every rule in the table, over real sockets', () => {
     if (forward.jsonBody !== undefined) expect(first!.json).toEqual(forward.jsonBody);
     expect(res.headers.deprecation).toBe('@1717200000');
     expect(res.statusCode).toBeLessThan(500);
+  });
+});
+
+describe('legacy routes: the same rules as the current route', () => {
+  const viewer = client({ name: 'viewer', scopes: ['asset.view', 'album.read'] });
+  const uploader = client({ name: 'uploader', scopes: ['asset.upload'] });
+  let stack: Stack;
+  beforeAll(async () => {
+    const keysFile = join(tempDir(), 'keys.yaml');
+    writeKeys(keysFile, [viewer.entry, uploader.entry]);
+    stack = await startStack({ policies: { 'api-key-auth': { keysFile } } });
+  });
+  afterAll(async () => {
+    await stack.close();
+  });
+
+  const upload = (path: string, key: string) =>
+    request(`${stack.url}${path}`, {
+      method: 'POST',
+      headers: { 'x-api-key': key, 'content-type': 'multipart/form-data; boundary=b' },
+      body: multipartBody('b', [{ name: 'assetData', value: Buffer.from('x'), filename: 'a.jpg' }]),
+    });
+
+  it('a key without asset.upload gets 403 on POST /api/asset/upload exactly as on POST /api/assets', async () => {
+    stack.immich.clearRequests();
+    const current = await upload('/api/assets', viewer.key);
+    const old = await upload('/api/asset/upload', viewer.key);
+    const [a, b] = [(await current.body.json()) as Record<string, unknown>, (await old.body.json()) as Record<string, unknown>];
+    expect(current.statusCode).toBe(403);
+    expect(old.statusCode).toBe(403);
+    expect(b.message).toBe(a.message);
+    expect(b.message).toBe('Missing required permission: asset.upload');
+    expect(stack.immich.requests).toHaveLength(0);
+  });
+
+  it('a key with asset.upload uploads through the old path, with its injected upstream key', async () => {
+    const old = await upload('/api/asset/upload', uploader.key);
+    expect(old.statusCode).toBe(201);
+    await old.body.dump();
+    const seen = stack.immich.lastRequest();
+    expect(seen.headers['x-api-key']).toBe('fake-user-key');
+  });
+
+  it('an old thumbnail alias is judged as the current thumbnail route (asset.view)', async () => {
+    const ok = await request(`${stack.url}/api/asset/thumbnail/t1?apiKey=${viewer.key}`);
+    expect(ok.statusCode).toBe(200);
+    await ok.body.dump();
+    expect(stack.immich.lastRequest().url).not.toContain(viewer.key);
+    const denied = await request(`${stack.url}/api/asset/thumbnail/t1?apiKey=${uploader.key}`);
+    expect(denied.statusCode).toBe(403);
+    await denied.body.dump();
+  });
+
+  it('an extra upstream call of a translation needs its own permission (old album detail needs asset.read too)', async () => {
+    stack.immich.clearRequests();
+    const res = await request(`${stack.url}/api/album/${UUID}`, { headers: { 'x-api-key': viewer.key } });
+    const body = (await res.body.json()) as Record<string, unknown>;
+    expect(res.statusCode).toBe(403);
+    expect(body.message).toBe('Missing required permission: asset.read');
+    expect(stack.immich.requests.map((r) => `${r.method} ${r.path}`)).not.toContain('POST /api/search/metadata');
   });
 });
