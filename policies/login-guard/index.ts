@@ -15,34 +15,42 @@ const SHARED_LINK_LOGIN = '/api/shared-links/login';
 /**
  * Reads a login body (a few hundred bytes of JSON) with a size cap and a deadline. Only this policy
  * reads a body, and only on the two login routes; the bytes are handed to the forwarder as they came.
+ * A refusal closes the connection afterwards (the rest of the body is never read).
  */
-async function readLoginBody(c: Context<Env>, maxBytes: number, timeoutMs: number): Promise<Buffer> {
+function readLoginBody(c: Context<Env>, maxBytes: number, timeoutMs: number): Promise<Buffer> {
   const req: IncomingMessage = c.env.incoming;
-  const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > maxBytes) throw new GatewayError(413, 'LOGIN_BODY_TOO_LARGE', 'Request body too large');
+  const refuse = (status: number, code: string, message: string) => {
+    c.var.responseHeaders['connection'] = 'close';
+    return new GatewayError(status, code, message);
+  };
+  if (Number(req.headers['content-length'] ?? 0) > maxBytes) {
+    return Promise.reject(refuse(413, 'LOGIN_BODY_TOO_LARGE', 'Request body too large'));
+  }
   const expect = req.headers.expect;
   if (typeof expect === 'string' && expect.toLowerCase() === '100-continue') c.env.outgoing?.writeContinue();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    req.destroy();
-  }, timeoutMs);
-  try {
-    for await (const chunk of req) {
-      size += (chunk as Buffer).length;
-      if (size > maxBytes) throw new GatewayError(413, 'LOGIN_BODY_TOO_LARGE', 'Request body too large');
-      chunks.push(chunk as Buffer);
-    }
-  } catch (err) {
-    if (err instanceof GatewayError) throw err;
-    if (timedOut) throw new GatewayError(408, 'LOGIN_BODY_TIMEOUT', 'Request body not received in time');
-    throw new GatewayError(400, 'LOGIN_BODY_ABORTED', 'Request body incomplete');
-  } finally {
-    clearTimeout(timer);
-  }
-  return Buffer.concat(chunks);
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (err?: GatewayError) => {
+      clearTimeout(timer);
+      req.off('data', onData).off('end', onEnd).off('error', onError).off('aborted', onError);
+      if (err) {
+        req.pause();
+        reject(err);
+      } else {
+        resolve(Buffer.concat(chunks, size));
+      }
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > maxBytes) done(refuse(413, 'LOGIN_BODY_TOO_LARGE', 'Request body too large'));
+      else chunks.push(chunk);
+    };
+    const onEnd = () => done();
+    const onError = () => done(refuse(400, 'LOGIN_BODY_ABORTED', 'Request body incomplete'));
+    const timer = setTimeout(() => done(refuse(408, 'LOGIN_BODY_TIMEOUT', 'Request body not received in time')), timeoutMs);
+    req.on('data', onData).on('end', onEnd).on('error', onError).on('aborted', onError);
+  });
 }
 
 /** Immich's own normalisation of the login email (trimmed, lower-cased); '' when there is none. */
@@ -104,23 +112,23 @@ export const loginGuard = definePolicy({
       c.set('routeClass', 'login');
       let account: string;
       if (kind === 'password') {
-        const body = await readLoginBody(c, options.maxBodyBytes, bodyTimeoutMs);
+        // An earlier phase (a legacy rewrite) may already hold the body; else read it, once, here.
+        const body = c.var.upstream.body ?? (await readLoginBody(c, options.maxBodyBytes, bodyTimeoutMs));
         c.var.upstream.body = body;
         account = emailOf(body);
       } else {
         account = sharedLinkOf(c);
       }
       const address = addressKey(c.var.clientIp);
-      const ipKey = address;
       // Without an account (a malformed body) only the address counter applies.
       const accountKey = account ? `${kind === 'password' ? 'a' : 's'}:${digest(account)}|${address}` : undefined;
 
-      const [accountOutcome, ipOutcome] = await Promise.all([accountKey ? byAccount.consume(accountKey) : undefined, byIp.consume(ipKey)]);
+      const [accountOutcome, ipOutcome] = await Promise.all([accountKey ? byAccount.consume(accountKey) : undefined, byIp.consume(address)]);
       const refused = [accountOutcome, ipOutcome].filter((o): o is LimitOutcome => o !== undefined && !o.allowed);
       if (refused.length > 0) {
         // A refused attempt is not a failure: give back the point a counter that let it through took.
         if (accountKey && accountOutcome?.allowed) await byAccount.reward(accountKey);
-        if (ipOutcome.allowed) await byIp.reward(ipKey);
+        if (ipOutcome.allowed) await byIp.reward(address);
         metrics.loginBlocked.inc({ kind });
         c.var.notes.loginGuard = 'blocked';
         const retryAfter = Math.max(1, ...refused.map((o) => Math.ceil(o.resetMs / 1000)));
@@ -141,7 +149,7 @@ export const loginGuard = definePolicy({
       } else if (accountKey) {
         await byAccount.reward(accountKey);
       }
-      await byIp.reward(ipKey);
+      await byIp.reward(address);
     };
     return middleware;
   },

@@ -15,7 +15,7 @@ export const THUMBNAIL_ROUTES = [
   '/api/assets/{id}/video/stream/{sessionId}/{variantIndex}/{filename}',
 ];
 
-export const UPLOAD_ROUTES = ['/api/assets'];
+const UPLOAD_ROUTES = ['/api/assets'];
 
 const CLASS_NAME = /^[a-z][a-z0-9_-]{0,31}$/;
 
@@ -75,6 +75,16 @@ export const rateLimitOptions = z
       .record(z.string().min(1), z.record(z.string(), override))
       .default({})
       .describe('Per-client budgets by gateway client name, e.g. `{frame: {thumbnails: {points: 20000}}}`.'),
+    addressFactor: z
+      .number()
+      .min(0)
+      .max(1000)
+      .default(4)
+      .describe(
+        'The gateway cannot verify native Immich credentials and shared links, and anyone can make up new ones for a ' +
+          'fresh budget: such requests also spend from their client address\'s budget, this many times the class budget ' +
+          '(room for a household behind one NAT), counted per replica in memory. 0 turns the address ceiling off.',
+      ),
     webUi: z.boolean().default(false).describe('Also limit web UI paths (not /api) under the api class.'),
     headers: z
       .boolean()

@@ -2,7 +2,7 @@ import { ConfigError } from '../config/load.js';
 import type { Deps } from '../deps.js';
 import type { RouteInfo } from '../env.js';
 import type { RouteMatcher } from '../routing/route-table.js';
-import { createLimiter, type Budget, type Limiter, type StoreOptions } from './limiter.js';
+import { createLimiter, createLocalLimiter, type Budget, type Limiter, type StoreOptions } from './limiter.js';
 
 /** A route class as configured: a budget and, except for the fallback class, the routes it covers. */
 export interface RouteClassSpec {
@@ -20,6 +20,12 @@ export interface ClassLimit {
   limiter: Limiter;
   /** draft-ietf-httpapi-ratelimit-headers-10 §3: `"api";q=600;w=60`. */
   policyField: string;
+  /**
+   * The address ceiling for principals the gateway cannot verify (native credentials, shared links):
+   * anyone can make up a new credential, so each also spends from its client address's budget
+   * (per replica, in memory).
+   */
+  address?: { name: string; limiter: Limiter; policyField: string };
 }
 
 export interface CompiledClass {
@@ -37,6 +43,8 @@ export interface ClassifierOptions {
   clients: Record<string, Record<string, ClientOverride>>;
   /** Limit web UI paths (routeLabel `web`) under the fallback class. */
   webUi: boolean;
+  /** Address ceiling = class budget × this, for unverified principals; 0 for none. */
+  addressFactor: number;
   store: StoreOptions;
   /** Where config errors point: `policies.rate-limit`. */
   configPath: string;
@@ -61,23 +69,21 @@ export class RouteClassifier {
   private readonly byTemplate = new Map<string, Map<string, CompiledClass>>();
   private readonly fallback: CompiledClass;
   private readonly webUi: boolean;
-  readonly classes: readonly CompiledClass[];
 
   constructor(options: ClassifierOptions, deps: Deps) {
     const { configPath, store } = options;
     const compiled = new Map<string, CompiledClass>();
     for (const [name, spec] of Object.entries(options.classes)) {
       const where = `${configPath}.classes.${name}`;
-      const limit = classLimit(name, spec, `${store.keyPrefix}:${name}`, store, deps);
+      const build = (budget: Budget, prefix: string) => classLimit(name, budget, prefix, options.addressFactor, store, deps);
+      const limit = build(spec, `${store.keyPrefix}:${name}`);
       const perClient = new Map<string, ClassLimit | null>();
       for (const [client, overrides] of Object.entries(options.clients)) {
         const override = overrides[name];
         if (override === undefined) continue;
         perClient.set(
           client,
-          override === false
-            ? null
-            : classLimit(name, { ...spec, ...override }, `${store.keyPrefix}:${name}@${client}`, store, deps),
+          override === false ? null : build({ ...spec, ...override }, `${store.keyPrefix}:${name}@${client}`),
         );
       }
       const cls: CompiledClass = { name, limit, perClient };
@@ -106,7 +112,6 @@ export class RouteClassifier {
     if (!fallback) throw new ConfigError(`${configPath}.classes.${options.fallback}: the fallback class is missing`);
     this.fallback = fallback;
     this.webUi = options.webUi;
-    this.classes = [...compiled.values()];
   }
 
   /**
@@ -120,9 +125,22 @@ export class RouteClassifier {
   }
 }
 
-function classLimit(name: string, budget: Budget, keyPrefix: string, store: StoreOptions, deps: Deps): ClassLimit {
-  return {
-    limiter: createLimiter({ points: budget.points, durationSeconds: budget.durationSeconds }, { ...store, keyPrefix }, deps),
-    policyField: `"${name}";q=${budget.points};w=${budget.durationSeconds}`,
+function classLimit(name: string, budget: Budget, keyPrefix: string, addressFactor: number, store: StoreOptions, deps: Deps): ClassLimit {
+  const { points, durationSeconds } = budget;
+  const limit: ClassLimit = {
+    limiter: createLimiter({ points, durationSeconds }, { ...store, keyPrefix }, deps),
+    policyField: `"${name}";q=${points};w=${durationSeconds}`,
   };
+  if (addressFactor > 0) {
+    const addressPoints = Math.ceil(points * addressFactor);
+    const addressName = `${name}-address`;
+    limit.address = {
+      name: addressName,
+      // Counted per replica, in memory: a coarse guard (a multiple of the budget) that need not be exact
+      // across replicas, and a second Redis round trip per request would double the limiter's cost.
+      limiter: createLocalLimiter({ points: addressPoints, durationSeconds }, `${keyPrefix}:address`),
+      policyField: `${limit.policyField}, "${addressName}";q=${addressPoints};w=${durationSeconds}`,
+    };
+  }
+  return limit;
 }

@@ -73,7 +73,6 @@ export interface LimitOutcome {
 
 /** One budget, keyed by caller-chosen strings. Never rejects except with a GatewayError (fail-closed). */
 export interface Limiter {
-  readonly budget: Readonly<Budget>;
   /** Counts one point for `key`; `allowed` is false once the budget is spent. */
   consume(key: string): Promise<LimitOutcome>;
   /** Gives `points` back (an attempt that turned out not to count). */
@@ -157,26 +156,27 @@ async function consumeMemory(limiter: RateLimiterMemory, key: string, via: Limit
   }
 }
 
+/** A limiter in this process's memory only, whether or not Redis is configured. */
+export function createLocalLimiter(budget: Budget, keyPrefix: string): Limiter {
+  const memory = memoryLimiter(budget, keyPrefix);
+  return {
+    consume: (key) => consumeMemory(memory, key, 'memory'),
+    async reward(key, points = 1) {
+      await memory.reward(key, points);
+    },
+    async reset(key) {
+      await memory.delete(key);
+    },
+  };
+}
+
 /**
  * Builds one limiter for `budget`: in memory without `deps.redis`, in Redis (shared by every replica
  * using the same `keyPrefix`) with it. Build once per policy, at boot.
  */
 export function createLimiter(budget: Budget, store: StoreOptions, deps: Deps): Limiter {
-  const frozen = Object.freeze({ ...budget });
   const redis = deps.redis;
-  if (!redis) {
-    const memory = memoryLimiter(budget, store.keyPrefix);
-    return {
-      budget: frozen,
-      consume: (key) => consumeMemory(memory, key, 'memory'),
-      async reward(key, points = 1) {
-        await memory.reward(key, points);
-      },
-      async reset(key) {
-        await memory.delete(key);
-      },
-    };
-  }
+  if (!redis) return createLocalLimiter(budget, store.keyPrefix);
 
   const health = healthOf(deps, redis);
   const insuredPoints = Math.max(1, Math.floor(budget.points / store.insuranceDivisor));
@@ -199,7 +199,6 @@ export function createLimiter(budget: Budget, store: StoreOptions, deps: Deps): 
   }
 
   return {
-    budget: frozen,
     async consume(key) {
       try {
         const res = await withTimeout(shared.consume(key), store.storeTimeoutMs);

@@ -13,6 +13,7 @@ const fake = await startFakeImmich({
   host,
   // Keep memory flat under benchmark load.
   maxRecordedRequests: Number(process.env.MAX_RECORDED_REQUESTS ?? 1000),
+  maxCapturedBody: 64 * 1024,
   ...(originalSize !== undefined ? { originalSize } : {}),
   ...(thumbnailSize !== undefined ? { thumbnailSize } : {}),
 });

@@ -75,6 +75,7 @@ describe('fake immich', () => {
       [{ 'x-api-key': 'nope' }, 401, 'Invalid API key'],
       [{ ...ADMIN, cookie: 'immich_access_token=stale' }, 401, 'Invalid user token'],
       [{ ...ADMIN, 'x-immich-share-key': 'nope' }, 401, 'Invalid share key'],
+      [{ 'x-immich-share-key': 'fake-share-key' }, 403, 'Forbidden'], // not a shared-link route
     ];
     for (const [headers, status, message] of cases) {
       const res = await request(`${fake.url}/api/users/me`, { headers });
@@ -311,8 +312,9 @@ describe('fake immich', () => {
     await rec.finished;
     expect(rec.aborted).toBe(true);
     expect(rec.responseBytes).toBeLessThan(1024 * 1024);
-    await fake.waitForOpenSockets(before, 1000);
+    await expect.poll(() => rec.socket.destroyed, { timeout: 1000 }).toBe(true); // that upstream connection is gone
     await client.close();
+    await fake.waitForOpenSockets(before, 1000);
   });
 
   it('echoes what it received and lets tests override routes', async () => {

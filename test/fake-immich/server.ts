@@ -52,6 +52,8 @@ export interface FakeImmichOptions {
   knownChecksums?: string[];
   /** Keep at most this many recorded requests (oldest dropped). Default: unlimited. */
   maxRecordedRequests?: number;
+  /** Keep at most this many leading body bytes per recorded request (`record.body`). Default 1 MiB. */
+  maxCapturedBody?: number;
   /** gzip JSON bodies >= 1 KiB when the client accepts gzip (like Immich's compression middleware). Default false. */
   compression?: boolean;
 }
@@ -88,13 +90,15 @@ export interface RecordedRequest {
   httpVersion: string;
   remoteAddress: string | undefined;
   remotePort: number | undefined;
+  /** The TCP connection it came on (`socket.destroyed` tells whether that connection is closed). */
+  socket: Socket;
   /** X-Correlation-ID the fake answered with. */
   correlationId: string;
   /** Request body bytes received so far / in total, and the sha1 (hex) of them (final once `bodyComplete`). */
   bodyBytes: number;
   bodySha1: string;
   bodyComplete: boolean;
-  /** The first 1 MiB of the body. */
+  /** The first `maxCapturedBody` (default 1 MiB) bytes of the body. */
   body: Buffer;
   /** Parsed JSON body (when the body is JSON and complete). */
   json?: unknown;
@@ -378,6 +382,7 @@ export async function startFakeImmich(opts: FakeImmichOptions = {}): Promise<Fak
   const thumbnailSize = opts.thumbnailSize ?? DEFAULT_THUMBNAIL_SIZE;
   const maxRecorded = opts.maxRecordedRequests ?? Infinity;
   const compression = opts.compression ?? false;
+  const maxCaptured = opts.maxCapturedBody ?? MAX_CAPTURED_BODY;
 
   const requests: RecordedRequest[] = [];
   let seq = 0;
@@ -425,6 +430,7 @@ export async function startFakeImmich(opts: FakeImmichOptions = {}): Promise<Fak
       httpVersion: req.httpVersion,
       remoteAddress: req.socket.remoteAddress,
       remotePort: req.socket.remotePort,
+      socket: req.socket,
       correlationId,
       bodyBytes: 0,
       bodySha1: EMPTY_SHA1,
@@ -459,8 +465,8 @@ export async function startFakeImmich(opts: FakeImmichOptions = {}): Promise<Fak
         const chunk = args[0] as Buffer;
         rec.bodyBytes += chunk.length;
         (hash ??= createHash('sha1')).update(chunk);
-        if (capturedBytes < MAX_CAPTURED_BODY) {
-          const piece = chunk.subarray(0, MAX_CAPTURED_BODY - capturedBytes);
+        if (capturedBytes < maxCaptured) {
+          const piece = chunk.subarray(0, maxCaptured - capturedBytes);
           captured.push(piece);
           capturedBytes += piece.length;
         }
@@ -468,7 +474,7 @@ export async function startFakeImmich(opts: FakeImmichOptions = {}): Promise<Fak
         finish();
         rec.bodyComplete = true;
         const ct = header(req.headers, 'content-type') ?? '';
-        if (/json/i.test(ct) && rec.body.length > 0 && rec.bodyBytes <= MAX_CAPTURED_BODY) {
+        if (/json/i.test(ct) && rec.body.length > 0 && rec.bodyBytes <= maxCaptured) {
           try {
             rec.json = JSON.parse(rec.body.toString('utf8'));
           } catch {
@@ -1460,7 +1466,8 @@ export async function startFakeImmich(opts: FakeImmichOptions = {}): Promise<Fak
       expectContinue,
       auth: () => {
         if (!cachedAuth) {
-          cachedAuth = authenticate(req.headers, url.searchParams, ctx.route?.sharedLink ?? true);
+          // Built-in routes take shared-link credentials only where Immich does; test overrides always.
+          cachedAuth = authenticate(req.headers, url.searchParams, ctx.route ? ctx.route.sharedLink === true : true);
           if (cachedAuth.ok) rec.user = { ...cachedAuth.user, via: cachedAuth.via };
         }
         return cachedAuth;
@@ -1622,6 +1629,7 @@ export async function startFakeImmich(opts: FakeImmichOptions = {}): Promise<Fak
         const timer = setInterval(destroyAll, 20);
         try {
           await closed;
+          for (let i = 0; i < 100 && sockets.size > 0; i++) await sleep(10);
         } finally {
           clearInterval(timer);
         }

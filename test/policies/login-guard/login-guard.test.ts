@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, SHARED_LINK_PASSWORD } from '../../fake-immich/server.js';
 import { startStack, type Stack } from '../../support/stack.js';
@@ -73,6 +74,17 @@ describe('login-guard: password login', () => {
     expect(s.immich.loginAttempts()).toBe(5);
   });
 
+  it('refused attempts and successes do not count against the address', async () => {
+    const s = await start({ maxFailuresPerAccount: 2, maxFailuresPerIp: 4 });
+    for (let i = 0; i < 2; i++) expect((await login(s, 'victim@example.com', 'x')).status).toBe(401);
+    for (let i = 0; i < 10; i++) expect((await login(s, 'victim@example.com', 'x')).status).toBe(429);
+    for (let i = 0; i < 5; i++) expect((await login(s, ADMIN_EMAIL, ADMIN_PASSWORD)).status).toBe(201);
+    // Two failures so far for the address: two more are tried, the fifth is refused.
+    expect((await login(s, 'a@example.com', 'x')).status).toBe(401);
+    expect((await login(s, 'b@example.com', 'x')).status).toBe(401);
+    expect((await login(s, 'c@example.com', 'x')).status).toBe(429);
+  });
+
   it('answers that are not 401 do not count', async () => {
     const s = await start({ maxFailuresPerAccount: 2 });
     s.immich.setHandler('POST', '/api/auth/login', (_req, res) => {
@@ -105,6 +117,22 @@ describe('login-guard: password login', () => {
     const s = await start({ maxBodyBytes: 1024 });
     const big = await send(`${s.url}/api/auth/login`, { method: 'POST', headers: JSON_HEADERS, body: JSON.stringify({ email: ADMIN_EMAIL, password: 'x'.repeat(2000) }) });
     expect(big.status).toBe(413);
+    expect(s.immich.loginAttempts()).toBe(0);
+  });
+
+  it('a body that never arrives gets 408 after bodyTimeoutSeconds, and the connection is closed', async () => {
+    const s = await start({ bodyTimeoutSeconds: 1 });
+    const { port } = new URL(s.url);
+    const socket = connect(Number(port), '127.0.0.1');
+    let answer = '';
+    socket.on('data', (d) => (answer += d.toString()));
+    const closed = new Promise((r) => socket.once('close', r));
+    socket.write('POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"email":');
+    const started = Date.now();
+    await closed;
+    expect(Date.now() - started).toBeGreaterThan(900);
+    expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+    expect(answer.toLowerCase()).toContain('connection: close');
     expect(s.immich.loginAttempts()).toBe(0);
   });
 

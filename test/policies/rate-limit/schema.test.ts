@@ -23,7 +23,7 @@ async function boot(policies: Record<string, unknown>): Promise<string> {
 describe('rate-limit options: defaults', () => {
   it('has generous thumbnails, uploads and api classes, insurance on store errors, headers on, web UI free', () => {
     const o = rateLimitOptions.parse({});
-    expect(o).toMatchObject({ keyPrefix: 'igw:rl', onStoreError: 'insurance', insuranceDivisor: 1, storeTimeoutMs: 250, webUi: false, headers: true, clients: {} });
+    expect(o).toMatchObject({ keyPrefix: 'igw:rl', onStoreError: 'insurance', insuranceDivisor: 1, storeTimeoutMs: 250, addressFactor: 4, webUi: false, headers: true, clients: {} });
     expect(o.classes.thumbnails).toEqual({ points: 3000, durationSeconds: 60, methods: ['GET', 'HEAD'], routes: THUMBNAIL_ROUTES });
     expect(o.classes.uploads).toEqual({ points: 1800, durationSeconds: 60, methods: ['POST'], routes: ['/api/assets'] });
     expect(o.classes.api).toEqual({ points: 600, durationSeconds: 60 });
