@@ -59,9 +59,20 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     metrics.redisUp.set(0);
     closers.push(() => void redis!.disconnect());
   }
-  const routes = compileRouteTable(loadRouteTable(options.routesFile ?? DEFAULT_ROUTES_FILE));
-  const deps: Deps = { logger, metrics, forwarder, routes, redis };
-  const phases = await buildPolicies(config, deps, (fn) => closers.push(fn));
+  const releaseAll = async () => {
+    for (const fn of closers.reverse()) await fn();
+  };
+  let deps: Deps;
+  let phases;
+  try {
+    const routes = compileRouteTable(loadRouteTable(options.routesFile ?? DEFAULT_ROUTES_FILE));
+    deps = { logger, metrics, forwarder, routes, redis };
+    phases = await buildPolicies(config, deps, (fn) => closers.push(fn));
+  } catch (err) {
+    // A policy that cannot start stops the boot; what was opened so far is released.
+    await releaseAll();
+    throw err;
+  }
   const app = createApp(config, deps, phases);
 
   const listener = getRequestListener(app.fetch, { overrideGlobalObjects: false });
@@ -132,7 +143,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     clearInterval(reaper);
     clearTimeout(timer);
     metricsServer?.close();
-    for (const fn of closers.reverse()) await fn();
+    await releaseAll();
   }
 
   return { server, metricsServer, deps, url, metricsUrl, close };

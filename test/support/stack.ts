@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { Registry } from 'prom-client';
@@ -48,9 +49,31 @@ export async function startStack(
   };
 }
 
+/**
+ * Redis key prefixes unique to this test file (each file loads its own copy of this module): suites
+ * running at the same time against the machine's Redis never share counters or cache entries, while
+ * the gateways of one file do, as replicas would.
+ */
+const RUN = randomBytes(4).toString('hex');
+const REDIS_PREFIXES: Record<string, (o: Record<string, any>) => Record<string, any>> = {
+  'rate-limit': (o) => ({ keyPrefix: `igw-test-${RUN}:rl`, ...o }),
+  'login-guard': (o) => ({ keyPrefix: `igw-test-${RUN}:login`, ...o }),
+  'thumbnail-cache': (o) => ({ ...o, redis: { keyPrefix: `igw-test-${RUN}:cache:`, ...o.redis } }),
+};
+
+function withTestPrefixes(policies: Record<string, unknown> = {}): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...policies };
+  for (const [name, prefix] of Object.entries(REDIS_PREFIXES)) {
+    const options = policies[name];
+    if (options !== false) out[name] = prefix((options ?? {}) as Record<string, any>);
+  }
+  return out;
+}
+
 export function buildConfig(upstreamUrl: string, overrides: Record<string, any> = {}): GatewayConfig {
   return configSchema.parse({
     ...overrides,
+    policies: overrides.redis?.url ? withTestPrefixes(overrides.policies) : overrides.policies,
     server: { host: '127.0.0.1', port: 0, shutdownGraceSeconds: 2, ...overrides.server },
     upstream: { url: upstreamUrl, ...overrides.upstream },
     logging: { level: 'info' },
