@@ -30,7 +30,11 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  const message = err instanceof ConfigError ? err.message : (err as Error)?.message ?? String(err);
-  process.stderr.write(`immich-gateway: cannot start: ${message}\n`);
+  // A policy's boot-time check (keys file, presets, route classes...) is a configuration error too.
+  if (err instanceof ConfigError) {
+    process.stderr.write(`immich-gateway: invalid configuration\n${err.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`immich-gateway: cannot start: ${(err as Error)?.message ?? String(err)}\n`);
   process.exit(1);
 });
