@@ -25,6 +25,7 @@ import {
 
 const PROMETHEUS_YML = fileURLToPath(new URL('../../docs/prometheus/prometheus.yml', import.meta.url));
 const METRICS_MD = fileURLToPath(new URL('../../docs/metrics.md', import.meta.url));
+const README_MD = fileURLToPath(new URL('../../README.md', import.meta.url));
 
 const one = (expr: string): CollectedExpression[] => [{ expr, promql: expr, source: 'test', file: 'alerts', kind: 'alert' }];
 
@@ -423,10 +424,13 @@ describe('alert rules and scrape config', () => {
   });
 });
 
-describe('docs/metrics.md', () => {
-  it('lists every gateway metric with its type and labels, as declared', async () => {
-    const md = readFileSync(METRICS_MD, 'utf8');
-    const section = md.split('## Gateway metrics')[1]!.split('\n## ')[0]!;
+describe('docs/metrics.md and the README metrics reference', () => {
+  it.each([
+    [METRICS_MD, '## Gateway metrics'],
+    [README_MD, '### Gateway metrics'],
+  ])('%s lists every gateway metric with its type and labels, as declared', async (file, heading) => {
+    const md = readFileSync(file, 'utf8');
+    const section = md.split(heading)[1]!.split('\n#')[0]!;
     const rows = new Map<string, { type: string; labels: string[] }>();
     for (const m of section.matchAll(/^\| `([a-z_]+)` \| (\w+) \| ([^|]*) \|/gm)) {
       const labels = [...m[3]!.matchAll(/`([a-z_]+)`/g)].map((l) => l[1]!);
