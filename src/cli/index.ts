@@ -51,7 +51,7 @@ export function registerCommand(name: string, command: Command): void {
 export async function run(argv: string[]): Promise<number> {
   await import('./commands.js');
   const two = argv.slice(0, 2).join(' ');
-  const one = argv[0] ?? 'serve';
+  const one = argv[0] ?? 'help';
   const [name, rest] = commands[two] ? [two, argv.slice(2)] : [one, argv.slice(1)];
   const command = commands[name];
   if (!command) {
