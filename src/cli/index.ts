@@ -35,6 +35,11 @@ const commands: Record<string, Command> = {
     process.stdout.write(configExample());
     return 0;
   },
+  'config docs': async () => {
+    const { writeConfigDocs } = await import('../config/reference.js');
+    process.stdout.write(`updated ${writeConfigDocs().join(', ')}\n`);
+    return 0;
+  },
   'config check': () => {
     const config = loadConfig();
     validatePolicyOptions(config);

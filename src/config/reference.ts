@@ -1,4 +1,6 @@
+import { readFileSync, writeFileSync } from 'node:fs';
 import { stringify } from 'yaml';
+import { packageFile } from '../paths.js';
 import { z } from 'zod';
 import { POLICIES } from '../../policies/index.js';
 import { configSchema } from './schema.js';
@@ -126,4 +128,14 @@ export function configExample(): string {
     exampleLines(z.toJSONSchema(policy.options, { io: 'input', unrepresentable: 'any' }) as JsonSchema, '    ', out);
   }
   return `${out.join('\n')}\n`;
+}
+
+/** Rewrites config/gateway.example.yaml and the README's configuration reference from the schemas. */
+export function writeConfigDocs(): string[] {
+  writeFileSync(packageFile('config/gateway.example.yaml'), configExample());
+  const readmeFile = packageFile('README.md');
+  const readme = readFileSync(readmeFile, 'utf8');
+  const updated = readme.replace(/(<!-- config-reference:start -->\n)[\s\S]*?(\n<!-- config-reference:end -->)/, `$1${configReference()}$2`);
+  writeFileSync(readmeFile, updated);
+  return ['config/gateway.example.yaml', 'README.md'];
 }

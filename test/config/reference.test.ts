@@ -7,7 +7,7 @@ import { validatePolicyOptions } from '../../policies/index.js';
 import { packageFile } from '../../src/paths.js';
 
 describe('the documented configuration is the real one', () => {
-  it('config/gateway.example.yaml is what `immich-gateway config example` prints (run it to refresh)', () => {
+  it('config/gateway.example.yaml is what `immich-gateway config example` prints (`npm run docs` refreshes it)', () => {
     expect(readFileSync(packageFile('config/gateway.example.yaml'), 'utf8')).toBe(configExample());
   });
 
@@ -19,7 +19,7 @@ describe('the documented configuration is the real one', () => {
     );
   });
 
-  it('the README config reference is what `immich-gateway config reference` prints', () => {
+  it('the README config reference is what `immich-gateway config reference` prints (`npm run docs`)', () => {
     const readme = readFileSync(packageFile('README.md'), 'utf8');
     const section = /<!-- config-reference:start -->\n([\s\S]*?)\n<!-- config-reference:end -->/.exec(readme)?.[1];
     expect(section).toBe(configReference());
