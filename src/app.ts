@@ -51,7 +51,7 @@ export function createApp(config: GatewayConfig, deps: Deps, phases: PhaseMiddle
     c.set('path', rawPath);
     const path = canonicalPath(rawPath);
     c.set('path', path);
-    if (path !== rawPath) c.var.upstream.url = path + query;
+    if (path !== rawPath) c.get('upstream').url = path + query;
     await next();
   };
 
@@ -74,12 +74,12 @@ export function createApp(config: GatewayConfig, deps: Deps, phases: PhaseMiddle
     const res = c.env.outgoing;
     const sentByUs = res?.headersSent ?? false;
     const status = sentByUs ? res!.statusCode : c.res.status;
-    const seconds = Number(process.hrtime.bigint() - c.var.startedAt) / 1e9;
-    const route = c.var.routeLabel;
-    const client = c.var.principal.client;
+    const seconds = Number(process.hrtime.bigint() - c.get('startedAt')) / 1e9;
+    const route = c.get('routeLabel');
+    const client = c.get('principal').client;
     const method = req.method ?? 'GET';
     const bytesIn = Number(req.headers['content-length'] ?? 0) || 0;
-    const bytesOut = c.var.bytesOut ?? (Number(c.res.headers.get('content-length') ?? 0) || 0);
+    const bytesOut = c.get('bytesOut') ?? (Number(c.res.headers.get('content-length') ?? 0) || 0);
     if (recordMetrics) {
       metrics.requests.inc({ method, route, status: String(status), client });
       metrics.requestDuration.observe({ method, route }, seconds);
@@ -88,21 +88,21 @@ export function createApp(config: GatewayConfig, deps: Deps, phases: PhaseMiddle
       metrics.clientTypes.inc({ type: clientType(req.headers.devicetype as string | undefined, req.headers['user-agent']) });
     }
     if (!accessLog) return;
-    const legacy = c.var.legacy;
+    const legacy = c.get('legacy');
     logger.info(
       {
-        requestId: c.var.requestId,
+        requestId: c.get('requestId'),
         method,
         url: redactUrl(legacy ? legacy.originalPath : (req.url ?? '/')),
         route,
         status,
         client,
-        clientIp: c.var.clientIp,
+        clientIp: c.get('clientIp'),
         bytesIn,
         bytesOut,
         ms: Math.round(seconds * 1e4) / 10,
         ...(legacy ? { legacyRule: legacy.rule } : {}),
-        ...c.var.notes,
+        ...c.get('notes'),
       },
       'request',
     );
@@ -110,11 +110,11 @@ export function createApp(config: GatewayConfig, deps: Deps, phases: PhaseMiddle
 
   /** Phase 4, route: match against Immich's route table; non-/api paths are the web UI. */
   const route: MiddlewareHandler<Env> = async (c, next) => {
-    const path = c.var.path;
+    const path = c.get('path');
     if (isApiPath(path)) {
       // Matrix parameters are meaningless to Immich but could confuse a path matcher downstream.
       if (path.includes(';')) throw new GatewayError(400, 'BAD_PATH', 'Invalid request path');
-      const match = routes.match(c.var.upstream.method, path);
+      const match = routes.match(c.get('upstream').method, path);
       if (match) {
         c.set('route', match);
         c.set('routeLabel', match.route.path);
@@ -126,7 +126,11 @@ export function createApp(config: GatewayConfig, deps: Deps, phases: PhaseMiddle
   };
 
   /** Phase 9, forward: websocket upgrades socket to socket, everything else streamed through undici. */
-  const forward = (c: Context<Env>) => (c.env.upgrade ? forwardWebsocket(c, deps) : c.var.terminal ? c.var.terminal(c) : forwarder.pipe(c));
+  const forward = (c: Context<Env>) => {
+    if (c.env.upgrade) return forwardWebsocket(c, deps);
+    const terminal = c.get('terminal');
+    return terminal ? terminal(c) : forwarder.pipe(c);
+  };
 
   app.onError((err, c) => renderError(c, err, logger));
   app.notFound((c) => renderError(c, new GatewayError(404, 'NOT_FOUND', 'Not found'), logger));

@@ -43,7 +43,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
   const metrics = new Metrics(options.registry ?? new Registry());
   const closers: (() => void | Promise<void>)[] = [];
   const forwarder = createForwarder(config, {
-    onHeaders: (c, seconds) => metrics.upstreamDuration.observe({ method: c.var.upstream.method, route: c.var.routeLabel }, seconds),
+    onHeaders: (c, seconds) => metrics.upstreamDuration.observe({ method: c.get('upstream').method, route: c.get('routeLabel') }, seconds),
     onError: (kind) => metrics.upstreamErrors.inc({ kind }),
   });
   closers.push(() => forwarder.close());

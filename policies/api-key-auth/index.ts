@@ -60,7 +60,7 @@ export const apiKeyAuth = definePolicy({
     logger.info({ file, clients: store.clientCount }, 'gateway keys loaded');
 
     return async (c: Context<Env>, next) => {
-      if (c.var.principal.kind !== 'anonymous') return next();
+      if (c.get('principal').kind !== 'anonymous') return next();
       const view = upstreamView(c);
       const presented = presentedKeys(view.headers, view.query);
       if (presented.length === 0) return next();
@@ -73,13 +73,13 @@ export const apiKeyAuth = definePolicy({
       if (found.status === 'unknown') throw refuse(metrics, 'invalid_key', 401, 'Invalid API key');
       if (found.status === 'expired') throw refuse(metrics, 'expired_key', 401, 'API key expired');
       const { client } = found;
-      if (client.allowFrom && !client.allowFrom.has(c.var.clientIp)) {
+      if (client.allowFrom && !client.allowFrom.has(c.get('clientIp'))) {
         throw refuse(metrics, 'ip_not_allowed', 403, 'API key not allowed from this address');
       }
       c.set('principal', { kind: 'gateway-key', client: client.name, scopes: client.scopes, upstreamIdentity: client.upstreamIdentity });
       injectUpstreamKey(c, client.upstreamKey);
-      c.var.notes.keyVia = first.via;
-      if (found.rotated) c.var.notes.rotatedKey = 'true';
+      c.get('notes').keyVia = first.via;
+      if (found.rotated) c.get('notes').rotatedKey = 'true';
       await next();
     };
   },

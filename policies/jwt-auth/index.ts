@@ -169,12 +169,12 @@ export const jwtAuth = definePolicy({
     const issuers = new Map(options.issuers.map((o, i) => [o.issuer, buildIssuer(o, i, resolver)]));
 
     const invalid = (c: Context<Env>, code: string) => {
-      c.var.notes.jwt = code;
+      c.get('notes').jwt = code;
       return refuse(metrics, 'invalid_token', 401, 'Invalid token');
     };
 
     return async (c: Context<Env>, next) => {
-      if (c.var.principal.kind !== 'anonymous') return next();
+      if (c.get('principal').kind !== 'anonymous') return next();
       const token = bearerToken(upstreamView(c).headers);
       if (token === undefined || token.indexOf('.') === -1) return next();
       if (!isCleanToken(token, options.maxTokenBytes)) throw invalid(c, 'ERR_TOKEN_MALFORMED');

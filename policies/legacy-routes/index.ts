@@ -82,24 +82,24 @@ export const legacyRoutes = definePolicy({
     const { metrics } = deps;
 
     return async (c, next) => {
-      const path = c.var.path;
+      const path = c.get('path');
       if (!isApiPath(path)) return next();
-      const up = c.var.upstream;
+      const up = c.get('upstream');
       const hit = table.match(up.method, path);
       if (!hit) return next();
 
       const req = c.env.incoming;
-      const originalQuery = c.var.query;
+      const originalQuery = c.get('query');
       c.set('legacy', { rule: hit.rule.id, originalMethod: up.method, originalPath: req.url ?? path, successor: '' });
       try {
         const outcome = hit.rewrite(originalQuery, { contentType: req.headers['content-type'] });
         if (outcome.kind === 'respond') {
           // A fixed answer that holds no user data (e.g. `{existingIds: []}`): Immich is not asked.
-          return c.json(outcome.body as object, outcome.status as 200, { ...c.var.responseHeaders, Deprecation: DEPRECATION, 'x-request-id': c.var.requestId });
+          return c.json(outcome.body as object, outcome.status as 200, { ...c.get('responseHeaders'), Deprecation: DEPRECATION, 'x-request-id': c.get('requestId') });
         }
-        c.var.legacy!.successor = outcome.successor;
-        c.var.responseHeaders.Deprecation = DEPRECATION;
-        c.var.responseHeaders.Link = `<${outcome.successor}>; rel="successor-version"`;
+        c.get('legacy')!.successor = outcome.successor;
+        c.get('responseHeaders').Deprecation = DEPRECATION;
+        c.get('responseHeaders').Link = `<${outcome.successor}>; rel="successor-version"`;
         const query = carryCredentials(originalQuery, outcome.query);
         up.method = outcome.method;
         up.url = outcome.path + query;
@@ -119,7 +119,7 @@ export const legacyRoutes = definePolicy({
         if (outcome.transformBody || outcome.transformResponse) c.set('terminal', (ctx) => rewriteTerminal(ctx, hit, outcome, options, deps));
         await next();
       } finally {
-        metrics.legacyRequests.inc({ rule: hit.rule.id, client: c.var.principal.client });
+        metrics.legacyRequests.inc({ rule: hit.rule.id, client: c.get('principal').client });
       }
     };
   },
@@ -133,15 +133,15 @@ async function rewriteTerminal(c: Context<Env>, hit: LegacyHit, outcome: LegacyF
   if (outcome.transformBody) {
     const raw = await readRequestBody(c, { maxBytes: options.maxBodyBytes, timeoutMs: options.bodyTimeoutSeconds * 1000 });
     const body = await runSteps(outcome.transformBody(jsonOf(raw, 'application/json')), send, runOptions);
-    c.var.upstream.body = body === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(body));
-    c.var.upstream.headerEdits['content-type'] = 'application/json';
+    c.get('upstream').body = body === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(body));
+    c.get('upstream').headerEdits['content-type'] = 'application/json';
   }
   if (!outcome.transformResponse) return deps.forwarder.pipe(c);
   const answer = await deps.forwarder.capture(c, options.maxResponseBytes);
   const contentType = headerValue(answer.headers['content-type']);
   const result = await runSteps(outcome.transformResponse(answer.status, jsonOf(answer.body, contentType)), send, runOptions);
   const res = c.env.outgoing!;
-  const headers: Record<string, string> = { ...c.var.responseHeaders, 'x-request-id': c.var.requestId };
+  const headers: Record<string, string> = { ...c.get('responseHeaders'), 'x-request-id': c.get('requestId') };
   const correlation = headerValue(answer.headers['x-correlation-id']);
   if (correlation) headers['x-correlation-id'] = correlation;
   let payload: Buffer;
@@ -158,7 +158,7 @@ async function rewriteTerminal(c: Context<Env>, hit: LegacyHit, outcome: LegacyF
   if (answer.headers['set-cookie']) res.setHeader('set-cookie', answer.headers['set-cookie'] as string[]);
   headers['content-length'] = String(payload.length);
   res.writeHead(result.status, headers);
-  res.end(c.var.upstream.method === 'HEAD' ? undefined : payload);
+  res.end(c.get('upstream').method === 'HEAD' ? undefined : payload);
   c.set('bytesOut', payload.length);
   return RESPONSE_ALREADY_SENT;
 }
@@ -169,14 +169,14 @@ async function rewriteTerminal(c: Context<Env>, hit: LegacyHit, outcome: LegacyF
  * path never reaches data its key could not reach through the current routes.
  */
 async function followUp(c: Context<Env>, call: UpstreamCall, deps: Deps, options: LegacyRoutesOptions): Promise<UpstreamReply> {
-  const principal = c.var.principal;
+  const principal = c.get('principal');
   if (principal.kind === 'gateway-key' || principal.kind === 'jwt') {
     const match = deps.routes.match(call.method, call.path);
     const decision = decideAccess(principal.scopes ?? new Set(), { path: call.path, route: match?.route }, 'all');
     if (!decision.allowed) {
       // Answered like Immich would: the transform decides what the old client then sees.
       deps.metrics.authFailures.inc({ reason: decision.reason });
-      return { status: 403, body: JSON.parse(immichErrorBody(403, decision.message, c.var.requestId)) as unknown };
+      return { status: 403, body: JSON.parse(immichErrorBody(403, decision.message, c.get('requestId'))) as unknown };
     }
   }
   const headers = deps.forwarder.upstreamHeaders(c);

@@ -20,7 +20,7 @@ const SHARED_LINK_LOGIN = '/api/shared-links/login';
 function readLoginBody(c: Context<Env>, maxBytes: number, timeoutMs: number): Promise<Buffer> {
   const req: IncomingMessage = c.env.incoming;
   const refuse = (status: number, code: string, message: string) => {
-    c.var.responseHeaders['connection'] = 'close';
+    c.get('responseHeaders')['connection'] = 'close';
     return new GatewayError(status, code, message);
   };
   if (Number(req.headers['content-length'] ?? 0) > maxBytes) {
@@ -66,7 +66,7 @@ function emailOf(body: Buffer): string {
 
 /** The shared link a password is tried against: query `key`/`slug`, else the share headers. */
 function sharedLinkOf(c: Context<Env>): string {
-  const params = new URLSearchParams(c.var.query);
+  const params = new URLSearchParams(c.get('query'));
   const key = params.get('key');
   if (key) return `key:${key}`;
   const slug = params.get('slug');
@@ -99,8 +99,8 @@ export const loginGuard = definePolicy({
     const { metrics } = deps;
 
     function kindOf(c: Context<Env>): LoginKind | undefined {
-      if (c.var.upstream.method !== 'POST') return undefined;
-      const template = c.var.route?.route.path;
+      if (c.get('upstream').method !== 'POST') return undefined;
+      const template = c.get('route')?.route.path;
       if (template === PASSWORD_LOGIN && options.passwordLogin) return 'password';
       if (template === SHARED_LINK_LOGIN && options.sharedLinkLogin) return 'shared-link';
       return undefined;
@@ -113,13 +113,13 @@ export const loginGuard = definePolicy({
       let account: string;
       if (kind === 'password') {
         // An earlier phase (a legacy rewrite) may already hold the body; else read it, once, here.
-        const body = c.var.upstream.body ?? (await readLoginBody(c, options.maxBodyBytes, bodyTimeoutMs));
-        c.var.upstream.body = body;
+        const body = c.get('upstream').body ?? (await readLoginBody(c, options.maxBodyBytes, bodyTimeoutMs));
+        c.get('upstream').body = body;
         account = emailOf(body);
       } else {
         account = sharedLinkOf(c);
       }
-      const address = addressKey(c.var.clientIp);
+      const address = addressKey(c.get('clientIp'));
       // Without an account (a malformed body) only the address counter applies.
       const accountKey = account ? `${kind === 'password' ? 'a' : 's'}:${digest(account)}|${address}` : undefined;
 
@@ -130,7 +130,7 @@ export const loginGuard = definePolicy({
         if (accountKey && accountOutcome?.allowed) await byAccount.reward(accountKey);
         if (ipOutcome.allowed) await byIp.reward(address);
         metrics.loginBlocked.inc({ kind });
-        c.var.notes.loginGuard = 'blocked';
+        c.get('notes').loginGuard = 'blocked';
         const retryAfter = Math.max(1, ...refused.map((o) => Math.ceil(o.resetMs / 1000)));
         throw new GatewayError(429, 'LOGIN_BLOCKED', 'Too many failed login attempts, try again later', { 'Retry-After': String(retryAfter) });
       }
@@ -141,7 +141,7 @@ export const loginGuard = definePolicy({
       const status = res?.headersSent ? res.statusCode : c.res.status;
       if (status === 401) {
         metrics.loginFailures.inc({ kind });
-        c.var.notes.loginGuard = 'failure';
+        c.get('notes').loginGuard = 'failure';
         return;
       }
       if (status >= 200 && status < 300) {

@@ -53,14 +53,14 @@ export const nativeAuth = definePolicy({
     const { metrics } = deps;
     const { allow, maxCredentialBytes } = options;
     return async (c: Context<Env>, next) => {
-      if (c.var.principal.kind !== 'anonymous') return next();
+      if (c.get('principal').kind !== 'anonymous') return next();
       const view = upstreamView(c);
       // Immich reads websocket credentials from headers only.
       const query = c.env.upgrade ? '' : view.query;
       const credential = findNativeCredential(view.headers, query) ?? queryApiKey(query);
       if (credential === undefined) return next();
       const { kind, value, source } = credential;
-      const judged = isApiPath(c.var.path) && !c.var.route?.route.public;
+      const judged = isApiPath(c.get('path')) && !c.get('route')?.route.public;
       // A gateway key here means api-key-auth is off or did not claim it: never hand it to Immich.
       if (value.startsWith(GATEWAY_KEY_PREFIX) || !isCleanToken(value, maxCredentialBytes)) {
         throw refuse(metrics, kind === 'apiKey' ? 'invalid_key' : 'invalid_token', 401, INVALID[kind]);
@@ -76,10 +76,10 @@ export const nativeAuth = definePolicy({
         upstreamIdentity: credentialIdentity('n:', value),
       });
       if (source === QUERY_X_API_KEY) {
-        c.var.upstream.headerEdits['x-api-key'] = value;
+        c.get('upstream').headerEdits['x-api-key'] = value;
         editQuery(c, X_API_KEY_PARAM);
       }
-      c.var.notes.credential = source;
+      c.get('notes').credential = source;
       await next();
     };
   },

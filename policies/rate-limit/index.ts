@@ -53,31 +53,31 @@ export const rateLimit = definePolicy({
     const headers = options.headers;
 
     const middleware: MiddlewareHandler<Env> = async (c, next) => {
-      const cls = classifier.classify(c.var.upstream.method, c.var.route?.route, c.var.routeLabel);
+      const cls = classifier.classify(c.get('upstream').method, c.get('route')?.route, c.get('routeLabel'));
       if (!cls) return next();
       c.set('routeClass', cls.name);
-      const principal = c.var.principal;
+      const principal = c.get('principal');
       const override = cls.perClient.get(principal.client);
       const limit = override === undefined ? cls.limit : override;
       if (!limit) return next();
-      const key = principalKey(principal, c.var.clientIp);
+      const key = principalKey(principal, c.get('clientIp'));
       const ceiling = limit.address && UNVERIFIED.has(principal.kind) ? limit.address : undefined;
       let outcome: LimitOutcome;
       if (!ceiling) {
         outcome = await limit.limiter.consume(key);
-        if (headers) setHeaders(c.var.responseHeaders, limit.policyField, `"${cls.name}";r=${outcome.remaining};t=${seconds(outcome)}`);
+        if (headers) setHeaders(c.get('responseHeaders'), limit.policyField, `"${cls.name}";r=${outcome.remaining};t=${seconds(outcome)}`);
       } else {
-        const [mine, address] = await Promise.all([limit.limiter.consume(key), ceiling.limiter.consume(`ip:${addressKey(c.var.clientIp)}`)]);
+        const [mine, address] = await Promise.all([limit.limiter.consume(key), ceiling.limiter.consume(`ip:${addressKey(c.get('clientIp'))}`)]);
         outcome = stricter(mine, address);
         if (headers) {
           const field = `"${cls.name}";r=${mine.remaining};t=${seconds(mine)}, "${ceiling.name}";r=${address.remaining};t=${seconds(address)}`;
-          setHeaders(c.var.responseHeaders, ceiling.policyField, field);
+          setHeaders(c.get('responseHeaders'), ceiling.policyField, field);
         }
       }
-      if (outcome.via === 'insurance' || outcome.via === 'open') c.var.notes.rateLimitStore = outcome.via;
+      if (outcome.via === 'insurance' || outcome.via === 'open') c.get('notes').rateLimitStore = outcome.via;
       if (!outcome.allowed) {
         metrics.rateLimited.inc({ class: cls.name, client: principal.client });
-        c.var.notes.rateLimited = cls.name;
+        c.get('notes').rateLimited = cls.name;
         throw new GatewayError(429, 'RATE_LIMITED', 'Too many requests', { 'Retry-After': String(Math.max(1, seconds(outcome))) });
       }
       return next();

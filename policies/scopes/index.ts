@@ -25,12 +25,12 @@ export const scopes = definePolicy({
       throw new ConfigError(`policies.scopes.websocketPermission: "${websocketPermission}" is not an Immich permission of the route table`);
     }
     return async (c: Context<Env>, next) => {
-      const principal = c.var.principal;
+      const principal = c.get('principal');
       if (principal.kind === 'gateway-key' || principal.kind === 'jwt') {
-        const decision = decideAccess(principal.scopes ?? NO_SCOPES, { path: c.var.path, route: c.var.route?.route }, websocketPermission);
+        const decision = decideAccess(principal.scopes ?? NO_SCOPES, { path: c.get('path'), route: c.get('route')?.route }, websocketPermission);
         if (!decision.allowed) throw refuse(metrics, decision.reason, 403, decision.message);
       } else if (principal.kind === 'anonymous') {
-        const route = c.var.route?.route;
+        const route = c.get('route')?.route;
         if (route !== undefined && !route.public) throw refuse(metrics, 'missing_credential', 401, 'Authentication required');
       }
       await next();

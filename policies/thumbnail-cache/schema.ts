@@ -34,6 +34,15 @@ export const thumbnailCacheOptions = z
       .describe(
         'Store `no-cache` answers (Immich person thumbnails) and confirm each use with a conditional request to Immich (a 304 saves the bytes). false → not cached.',
       ),
+    minUses: z
+      .number()
+      .int()
+      .min(1)
+      .max(2)
+      .default(2)
+      .describe(
+        "Store an answer the Nth time its key is asked for (nginx's proxy_cache_min_uses). 2: one-off requests — most thumbnails, which the client then keeps itself for a day — are not stored, so they neither churn the cache nor cost a miss anything; concurrent requests count as uses. 1: store every miss.",
+      ),
     maxEntryBytes: z
       .number()
       .int()

@@ -125,11 +125,11 @@ export function cookieValue(cookie: string | undefined, name: string): string | 
 /**
  * For a gateway principal: take every Immich credential off the upstream request (headers, session
  * cookie, query) and send `upstreamKey` as `x-api-key` instead, so Immich sees exactly one credential
- * (a stale cookie or a bearer would otherwise win over the API key). `c.var.query` loses the
+ * (a stale cookie or a bearer would otherwise win over the API key). `c.get('query')` loses the
  * credential parameters too, so no later phase (a cache key) ever holds the client's key.
  */
 export function injectUpstreamKey(c: Context<Env>, upstreamKey: string): void {
-  const edits = c.var.upstream.headerEdits;
+  const edits = c.get('upstream').headerEdits;
   const cookie = upstreamView(c).headers.cookie;
   for (const name of CREDENTIAL_HEADERS) edits[name] = null;
   edits['x-api-key'] = upstreamKey;
@@ -137,10 +137,10 @@ export function injectUpstreamKey(c: Context<Env>, upstreamKey: string): void {
   editQuery(c, CREDENTIAL_QUERY);
 }
 
-/** Removes query parameters from the upstream URL and from `c.var.query` alike. */
+/** Removes query parameters from the upstream URL and from `c.get('query')` alike. */
 export function editQuery(c: Context<Env>, names: ReadonlySet<string>): void {
-  c.var.upstream.url = removeQueryParams(c.var.upstream.url, names);
-  const query = c.var.query;
+  c.get('upstream').url = removeQueryParams(c.get('upstream').url, names);
+  const query = c.get('query');
   if (query !== '') c.set('query', removeQueryParams(`/${query}`, names).slice(1));
 }
 
@@ -149,7 +149,7 @@ export function editQuery(c: Context<Env>, names: ReadonlySet<string>): void {
  * edits earlier phases made (the legacy phase may move a credential), and the upstream query.
  */
 export function upstreamView(c: Context<Env>): { headers: IncomingHttpHeaders; query: string } {
-  const edits = c.var.upstream.headerEdits;
+  const edits = c.get('upstream').headerEdits;
   let headers = c.env.incoming.headers;
   for (const name in edits) {
     if (headers === c.env.incoming.headers) headers = { ...headers };
@@ -157,7 +157,7 @@ export function upstreamView(c: Context<Env>): { headers: IncomingHttpHeaders; q
     if (value === null || value === undefined) delete headers[name];
     else headers[name] = value;
   }
-  const url = c.var.upstream.url;
+  const url = c.get('upstream').url;
   const q = url.indexOf('?');
   return { headers, query: q === -1 ? '' : url.slice(q) };
 }

@@ -1,3 +1,11 @@
+/** A fetch in flight, held by its leader. */
+export interface Flight<T> {
+  /** Ends the flight (later calls are ignored). */
+  settle(result: T | undefined): void;
+  /** Did anyone wait for it? (Concurrent demand: the answer is worth storing.) */
+  readonly waited: boolean;
+}
+
 /**
  * In-flight fetches by key: the first miss leads (fetches), later ones for the same key wait for its
  * result instead of asking Immich again. The key includes the identity, so only requests Immich would
@@ -5,27 +13,34 @@
  * undefined and each waiter fetches for itself.
  */
 export class Flights<T> {
-  private readonly inFlight = new Map<string, Promise<T | undefined>>();
+  private readonly inFlight = new Map<string, { promise: Promise<T | undefined>; flight: { waited: boolean } }>();
 
   /** The result a leader is fetching for `key`, if one is. */
   waitFor(key: string): Promise<T | undefined> | undefined {
-    return this.inFlight.get(key);
+    const found = this.inFlight.get(key);
+    if (found === undefined) return undefined;
+    found.flight.waited = true;
+    return found.promise;
   }
 
-  /** Registers the caller as leader; call the returned function exactly once (later calls are ignored). */
-  lead(key: string): (result: T | undefined) => void {
-    let settle!: (result: T | undefined) => void;
-    const promise = new Promise<T | undefined>((resolve) => {
-      settle = resolve;
+  /** Registers the caller as leader of the fetch for `key`. */
+  lead(key: string): Flight<T> {
+    let resolve!: (result: T | undefined) => void;
+    const promise = new Promise<T | undefined>((r) => {
+      resolve = r;
     });
-    this.inFlight.set(key, promise);
     let done = false;
-    return (result) => {
-      if (done) return;
-      done = true;
-      if (this.inFlight.get(key) === promise) this.inFlight.delete(key);
-      settle(result);
+    const flight = {
+      waited: false,
+      settle: (result: T | undefined) => {
+        if (done) return;
+        done = true;
+        if (this.inFlight.get(key)?.promise === promise) this.inFlight.delete(key);
+        resolve(result);
+      },
     };
+    this.inFlight.set(key, { promise, flight });
+    return flight;
   }
 
   get size(): number {

@@ -13,6 +13,7 @@ export interface InvalidationRule {
 }
 
 const asset = (param?: 'id', bodyFields?: readonly string[]): InvalidationRule => ({ cls: 'a', param, bodyFields });
+const allAssets: InvalidationRule = { cls: 'a' };
 const people: InvalidationRule = { cls: 'p' };
 const profiles: InvalidationRule = { cls: 'u' };
 
@@ -22,7 +23,10 @@ const profiles: InvalidationRule = { cls: 'u' };
  * folder) change who may see them; album and shared-link removals revoke access. Any face or person
  * change voids all person thumbnails (which face is a person's cover, and which person a face belongs
  * to, is Immich's to decide; person thumbnails are revalidated on every use anyway). A profile image
- * change voids all profile images (the route does not name the user).
+ * change voids all profile images (the route does not name the user). Revoking a credential or an
+ * access the gateway cannot pin to assets (logout, locking the locked folder, deleting a session, API
+ * key, shared link, album or partner) voids every asset thumbnail: these are rare, and a revoked
+ * access must not live on in the cache.
  */
 export const INVALIDATION_RULES: ReadonlyMap<string, InvalidationRule> = new Map([
   ['PUT /api/assets', asset(undefined, ['ids'])],
@@ -34,6 +38,19 @@ export const INVALIDATION_RULES: ReadonlyMap<string, InvalidationRule> = new Map
   ['POST /api/trash/restore/assets', asset(undefined, ['ids'])],
   ['DELETE /api/albums/{id}/assets', asset(undefined, ['ids'])],
   ['DELETE /api/shared-links/{id}/assets', asset(undefined, ['assetIds'])],
+  ['POST /api/auth/logout', allAssets],
+  ['POST /api/auth/session/lock', allAssets],
+  ['DELETE /api/sessions', allAssets],
+  ['DELETE /api/sessions/{id}', allAssets],
+  ['POST /api/sessions/{id}/lock', allAssets],
+  ['DELETE /api/api-keys/{id}', allAssets],
+  ['PUT /api/api-keys/{id}', allAssets],
+  ['POST /api/api-keys/{id}/rotate', allAssets],
+  ['DELETE /api/shared-links/{id}', allAssets],
+  ['PATCH /api/shared-links/{id}', allAssets],
+  ['DELETE /api/albums/{id}', allAssets],
+  ['DELETE /api/albums/{id}/user/{userId}', allAssets],
+  ['DELETE /api/partners/{id}', allAssets],
   ['POST /api/people', people],
   ['PUT /api/people', people],
   ['DELETE /api/people', people],

@@ -33,15 +33,34 @@ export function normalizeQuery(query: string): string | undefined {
 }
 
 /**
- * The cache key: class, lower-cased id (Immich ids are UUIDs, case-insensitive), the principal's
- * upstream identity and the normalized query. The identity is always part of it: an entry can only
- * ever be served to the identity Immich served it to. Undefined means "do not cache this request".
+ * The cache key: the principal's upstream identity, class, lower-cased id (Immich ids are UUIDs,
+ * case-insensitive) and the normalized query. The identity comes first and length-prefixed, so no
+ * id or query can make one identity's key equal another's: an entry can only ever be served to the
+ * identity Immich served it to. Undefined means "do not cache this request".
  */
 export function cacheKey(cls: CacheClass, id: string, upstreamIdentity: string, query: string): string | undefined {
-  if (upstreamIdentity === '') return undefined;
+  if (upstreamIdentity === '' || id === '' || id.includes('|')) return undefined;
   const normalized = normalizeQuery(query);
   if (normalized === undefined) return undefined;
-  return `${cls}|${id.toLowerCase()}|${upstreamIdentity}|${normalized}`;
+  return `${upstreamIdentity.length}:${upstreamIdentity}|${cls}|${id.toLowerCase()}|${normalized}`;
+}
+
+/**
+ * The value of the `immich_shared_link_token` cookie, '' without one. Immich lets a password-protected
+ * shared link through only with this cookie (set by the share-password login), so it is part of what
+ * the link's requests are authenticated by: without it in the key, one visitor who typed the password
+ * would open the cache to everyone holding the bare link.
+ */
+export function sharedLinkToken(cookie: string | string[] | undefined): string {
+  if (cookie === undefined) return '';
+  const all = Array.isArray(cookie) ? cookie.join('; ') : cookie;
+  const at = all.indexOf('immich_shared_link_token=');
+  if (at === -1) return '';
+  // The name must start the cookie-pair (not `xyzimmich_shared_link_token=`).
+  if (at > 0 && !/[;\s]/.test(all[at - 1]!)) return sharedLinkToken(all.slice(at + 1));
+  const start = at + 'immich_shared_link_token='.length;
+  const end = all.indexOf(';', start);
+  return (end === -1 ? all.slice(start) : all.slice(start, end)).trim();
 }
 
 /** The key as stored in Redis: hashed, so no query credential (`key`, `apiKey`...) lands in a key name. */

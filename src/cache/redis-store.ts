@@ -66,12 +66,12 @@ export class RedisStore {
 
   /** Undefined when Redis failed or was too slow: a miss, and nothing is written back. */
   async lookup(key: string, cls: CacheClass, id: string, seq: number, now: number): Promise<RedisLookup | undefined> {
-    let timer: NodeJS.Timeout | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       const reply = await Promise.race([
         this.redis.mgetBuffer(`${this.options.keyPrefix}e:${hashedKey(key)}`, ...this.genKeys(cls, id)),
         new Promise<undefined>((resolve) => {
-          timer = setTimeout(resolve, this.options.timeoutMs);
+          timer = setTimeout(() => resolve(undefined), this.options.timeoutMs);
         }),
       ]);
       if (reply === undefined) throw new Error('redis lookup timed out');

@@ -12,7 +12,7 @@ export interface ReadBodyOptions {
 /**
  * Reads a small request body (login JSON, bulk id lists, legacy JSON rewrites) with a size cap and a
  * deadline. Uploads never come here: the forwarder streams them. The caller hands the bytes on as
- * `c.var.upstream.body`, so nothing is lost. A client waiting for "100 Continue" is told to send.
+ * `c.get('upstream').body`, so nothing is lost. A client waiting for "100 Continue" is told to send.
  */
 export async function readRequestBody(c: Context<Env>, { maxBytes, timeoutMs }: ReadBodyOptions): Promise<Buffer> {
   const req = c.env.incoming;

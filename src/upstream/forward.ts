@@ -92,14 +92,14 @@ export function createForwarder(config: GatewayConfig, observer: UpstreamObserve
     const req = c.env.incoming;
     const out = endToEndHeaders(req.headers);
     setForwardedHeaders(out, req.headers, {
-      clientIp: c.var.clientIp,
-      peerAddress: c.var.peer.address,
-      peerTrusted: c.var.peer.trusted,
+      clientIp: c.get('clientIp'),
+      peerAddress: c.get('peer').address,
+      peerTrusted: c.get('peer').trusted,
       encrypted: (req.socket as { encrypted?: boolean }).encrypted === true,
     });
     // Immich 3 adopts an incoming X-Correlation-ID as its own: one id follows the request through both logs.
-    out['x-correlation-id'] = c.var.requestId;
-    const edits = c.var.upstream.headerEdits;
+    out['x-correlation-id'] = c.get('requestId');
+    const edits = c.get('upstream').headerEdits;
     for (const name in edits) {
       const value = edits[name];
       if (value === null || value === undefined) delete out[name];
@@ -112,7 +112,7 @@ export function createForwarder(config: GatewayConfig, observer: UpstreamObserve
   function exchange(c: Context<Env>, sink: ResponseSink): Promise<void> {
     const req = c.env.incoming;
     const res = c.env.outgoing;
-    const up = c.var.upstream;
+    const up = c.get('upstream');
     const headers = upstreamHeaders(c);
     let body: Dispatcher.DispatchOptions['body'] = null;
     if (up.body) {
@@ -207,9 +207,9 @@ export function createForwarder(config: GatewayConfig, observer: UpstreamObserve
     let bytesOut = 0;
     const sink: ResponseSink = {
       start(status, headers) {
-        const extra = c.var.responseHeaders;
+        const extra = c.get('responseHeaders');
         for (const name in extra) headers[name] = extra[name];
-        headers['x-request-id'] = c.var.requestId;
+        headers['x-request-id'] = c.get('requestId');
         tapSink = tap?.(status, headers);
         res.writeHead(status, headers);
       },
@@ -233,7 +233,7 @@ export function createForwarder(config: GatewayConfig, observer: UpstreamObserve
       await exchange(c, sink);
     } catch (err) {
       if (err instanceof GatewayError) throw err;
-      c.var.notes.aborted = err instanceof ClientGone ? 'client' : 'upstream';
+      c.get('notes').aborted = err instanceof ClientGone ? 'client' : 'upstream';
     } finally {
       c.set('bytesOut', bytesOut);
     }

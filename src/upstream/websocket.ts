@@ -39,15 +39,15 @@ export function forwardWebsocket(c: Context<Env>, deps: Deps): Response {
   const headers = deps.forwarder.upstreamHeaders(c);
   headers.connection = 'Upgrade';
   headers.upgrade = (req.headers.upgrade as string | undefined) ?? 'websocket';
-  const client = c.var.principal.client;
+  const client = c.get('principal').client;
   const { metrics, logger } = deps;
-  const requestId = c.var.requestId;
+  const requestId = c.get('requestId');
 
   const upstreamReq = (origin.protocol === 'https:' ? httpsRequest : httpRequest)({
     host: origin.hostname,
     port: origin.port || (origin.protocol === 'https:' ? 443 : 80),
     method: 'GET',
-    path: c.var.upstream.url,
+    path: c.get('upstream').url,
     headers,
     timeout: 30_000,
   });
