@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { appendFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { inject } from 'vitest';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { Registry } from 'prom-client';
@@ -6,8 +9,18 @@ import { configSchema, type GatewayConfig } from '../../src/config/schema.js';
 import { startGateway, type Gateway } from '../../src/gateway.js';
 import { startFakeImmich, type FakeImmich } from '../fake-immich/server.js';
 
-/** Every log line any test gateway wrote, so a suite can assert no secret was ever logged. */
+/** Every log line any test gateway of this file wrote, so a file can assert no secret was logged. */
 export const capturedLogLines: string[] = [];
+
+/** The suite-wide audit (test/support/global-setup.ts): this file's log lines and secrets, appended. */
+const auditDir = inject('secretsAuditDir');
+const auditTag = `${process.pid}-${randomBytes(4).toString('hex')}`;
+export function auditLog(line: string): void {
+  if (auditDir) appendFileSync(join(auditDir, `logs-${auditTag}`), line.endsWith('\n') ? line : `${line}\n`);
+}
+export function auditSecret(secret: string): void {
+  if (auditDir) appendFileSync(join(auditDir, `secrets-${auditTag}`), `${secret}\n`);
+}
 
 export interface Stack {
   immich: FakeImmich;
@@ -32,6 +45,7 @@ export async function startStack(
       const line = chunk.toString();
       logs.push(line);
       capturedLogLines.push(line);
+      auditLog(line);
       done();
     },
   });

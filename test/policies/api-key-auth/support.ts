@@ -6,7 +6,7 @@ import { stringify } from 'yaml';
 import { keyHash } from '../../../src/auth/hash.js';
 import { generateKey } from '../../../src/auth/keygen.js';
 import { writeFileAtomic, type ClientEntry } from '../../../src/auth/keys-file.js';
-import { capturedLogLines } from '../../support/stack.js';
+import { auditSecret, capturedLogLines } from '../../support/stack.js';
 
 /** Env vars holding the fake Immich's keys: what the gateway injects upstream in these tests. */
 export const USER_KEY_ENV = 'IGW_TEST_UPSTREAM_USER_KEY';
@@ -16,9 +16,11 @@ process.env[ADMIN_KEY_ENV] = 'fake-admin-key';
 
 /** Every secret a test made or used; none may ever show up in a log line. */
 export const secrets = new Set<string>(['fake-user-key', 'fake-admin-key']);
+for (const secret of secrets) auditSecret(secret);
 
 export function remember<T extends string>(secret: T): T {
   secrets.add(secret);
+  auditSecret(secret);
   return secret;
 }
 
