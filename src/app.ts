@@ -1,5 +1,6 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { GatewayConfig } from './config/schema.js';
 import type { Deps } from './deps.js';
 import type { Env } from './env.js';
@@ -213,15 +214,25 @@ export function renderError(c: Context<Env>, err: unknown, logger: Deps['logger'
   } else {
     logger.error({ requestId, err }, 'unhandled error');
   }
-  const extra = c.get('responseHeaders') ?? {};
-  return new Response(immichErrorBody(status, message, requestId), {
-    status,
-    headers: {
-      ...extra,
-      ...headers,
-      'content-type': 'application/json; charset=utf-8',
-      'x-correlation-id': requestId,
-      'x-request-id': requestId,
-    },
-  });
+  const body = immichErrorBody(status, message, requestId);
+  const all: Record<string, string> = {
+    ...c.get('responseHeaders'),
+    ...headers,
+    'content-type': 'application/json; charset=utf-8',
+    'x-correlation-id': requestId,
+    'x-request-id': requestId,
+  };
+  const res = c.env?.outgoing;
+  if (!res) return new Response(body, { status, headers: all }); // a websocket upgrade: written raw by the caller
+  // Written straight to Node's response, like every other answer: no Web Response on this path
+  // (refusals under a flood of 401s or 429s must stay cheap).
+  if (res.headersSent) {
+    res.destroy(); // the answer had started: it can only be cut
+  } else {
+    all['content-length'] = String(Buffer.byteLength(body));
+    res.writeHead(status, all);
+    res.end(body);
+    c.set('bytesOut', Buffer.byteLength(body));
+  }
+  return RESPONSE_ALREADY_SENT;
 }

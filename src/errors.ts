@@ -4,16 +4,23 @@
  * Immich 3 clients read `message`, 1.x–2.x clients read all four fields.
  */
 export class GatewayError extends Error {
-  constructor(
-    readonly status: number,
-    /** SCREAMING_SNAKE code for logs and metrics; never sent as the message. */
-    readonly code: string,
-    message: string,
-    /** Extra response headers (WWW-Authenticate, Retry-After, RateLimit...). */
-    readonly headers: Record<string, string> = {},
-  ) {
+  readonly status: number;
+  /** SCREAMING_SNAKE code for logs and metrics; never sent as the message. */
+  readonly code: string;
+  /** Extra response headers (WWW-Authenticate, Retry-After, RateLimit...). */
+  readonly headers: Record<string, string>;
+
+  constructor(status: number, code: string, message: string, headers: Record<string, string> = {}) {
+    // An expected refusal (401, 403, 429 under a flood...) needs no stack: capturing one is the
+    // costliest part of building an Error, and it is never shown or logged.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message);
+    Error.stackTraceLimit = limit;
     this.name = 'GatewayError';
+    this.status = status;
+    this.code = code;
+    this.headers = headers;
   }
 }
 
