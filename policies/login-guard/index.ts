@@ -1,9 +1,9 @@
-import type { IncomingMessage } from 'node:http';
 import type { Context, MiddlewareHandler } from 'hono';
 import type { Env } from '../../src/env.js';
 import { GatewayError } from '../../src/errors.js';
 import { createLimiter, type LimitOutcome } from '../../src/limits/limiter.js';
 import { addressKey, digest } from '../../src/limits/keys.js';
+import { readRequestBody } from '../../src/upstream/body.js';
 import { definePolicy } from '../types.js';
 import { loginGuardOptions } from './schema.js';
 
@@ -11,47 +11,6 @@ type LoginKind = 'password' | 'shared-link';
 
 const PASSWORD_LOGIN = '/api/auth/login';
 const SHARED_LINK_LOGIN = '/api/shared-links/login';
-
-/**
- * Reads a login body (a few hundred bytes of JSON) with a size cap and a deadline. Only this policy
- * reads a body, and only on the two login routes; the bytes are handed to the forwarder as they came.
- * A refusal closes the connection afterwards (the rest of the body is never read).
- */
-function readLoginBody(c: Context<Env>, maxBytes: number, timeoutMs: number): Promise<Buffer> {
-  const req: IncomingMessage = c.env.incoming;
-  const refuse = (status: number, code: string, message: string) => {
-    c.get('responseHeaders')['connection'] = 'close';
-    return new GatewayError(status, code, message);
-  };
-  if (Number(req.headers['content-length'] ?? 0) > maxBytes) {
-    return Promise.reject(refuse(413, 'LOGIN_BODY_TOO_LARGE', 'Request body too large'));
-  }
-  const expect = req.headers.expect;
-  if (typeof expect === 'string' && expect.toLowerCase() === '100-continue') c.env.outgoing?.writeContinue();
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const done = (err?: GatewayError) => {
-      clearTimeout(timer);
-      req.off('data', onData).off('end', onEnd).off('error', onError).off('aborted', onError);
-      if (err) {
-        req.pause();
-        reject(err);
-      } else {
-        resolve(Buffer.concat(chunks, size));
-      }
-    };
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > maxBytes) done(refuse(413, 'LOGIN_BODY_TOO_LARGE', 'Request body too large'));
-      else chunks.push(chunk);
-    };
-    const onEnd = () => done();
-    const onError = () => done(refuse(400, 'LOGIN_BODY_ABORTED', 'Request body incomplete'));
-    const timer = setTimeout(() => done(refuse(408, 'LOGIN_BODY_TIMEOUT', 'Request body not received in time')), timeoutMs);
-    req.on('data', onData).on('end', onEnd).on('error', onError).on('aborted', onError);
-  });
-}
 
 /** Immich's own normalisation of the login email (trimmed, lower-cased); '' when there is none. */
 function emailOf(body: Buffer): string {
@@ -112,9 +71,7 @@ export const loginGuard = definePolicy({
       c.set('routeClass', 'login');
       let account: string;
       if (kind === 'password') {
-        // An earlier phase (a legacy rewrite) may already hold the body; else read it, once, here.
-        const body = c.get('upstream').body ?? (await readLoginBody(c, options.maxBodyBytes, bodyTimeoutMs));
-        c.get('upstream').body = body;
+        const body = await readRequestBody(c, { maxBytes: options.maxBodyBytes, timeoutMs: bodyTimeoutMs });
         account = emailOf(body);
       } else {
         account = sharedLinkOf(c);

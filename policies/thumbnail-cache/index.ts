@@ -305,10 +305,8 @@ export const thumbnailCache = definePolicy({
         const id = match.params[rule.param];
         ids = id === undefined ? undefined : [id.toLowerCase()];
       } else if (rule.bodyFields !== undefined) {
-        const up = c.get('upstream');
-        const body = up.body ?? (await readSmallBody(c.env.incoming, c.env.outgoing, MAX_ID_BODY_BYTES));
+        const body = await readSmallBody(c, MAX_ID_BODY_BYTES);
         if (body !== undefined) {
-          up.body = body;
           ids = idsFromJson(body, rule.bodyFields);
         }
       }

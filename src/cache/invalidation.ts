@@ -1,5 +1,6 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { GatewayError } from '../errors.js';
+import type { Context } from 'hono';
+import type { Env } from '../env.js';
+import { readRequestBody } from '../upstream/body.js';
 import type { CacheClass } from './key.js';
 
 /**
@@ -95,40 +96,18 @@ export function idsFromJson(body: Buffer, fields: readonly string[]): string[] |
 /**
  * Reads a request body whose Content-Length is known and at most `max` bytes; undefined, without
  * touching the stream, when it is not (chunked or larger) — the caller then voids the whole class.
- * The bytes are handed on as the upstream body, so nothing is lost. A body cut short is a 400.
+ * The bytes are handed on as the upstream body, so nothing is lost.
  */
-export async function readSmallBody(req: IncomingMessage, res: ServerResponse | undefined, max: number): Promise<Buffer | undefined> {
+/** A bulk id list is a few KiB of JSON: a client that takes longer than this is refused (408). */
+const BODY_TIMEOUT_MS = 30_000;
+
+export async function readSmallBody(c: Context<Env>, max: number): Promise<Buffer | undefined> {
+  const held = c.get('upstream').body;
+  if (held) return held;
+  const req = c.env.incoming;
   const declared = req.headers['content-length'];
   if (declared === undefined || req.headers['transfer-encoding'] !== undefined) return undefined;
   const length = Number(declared);
   if (!Number.isInteger(length) || length <= 0 || length > max) return undefined;
-  // A client waiting for "100 Continue" sends nothing until told to.
-  if (res && typeof req.headers.expect === 'string' && req.headers.expect.toLowerCase() === '100-continue') res.writeContinue();
-  return new Promise<Buffer>((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const cleanup = () => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onFail);
-      req.off('close', onFail);
-    };
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      chunks.push(chunk);
-    };
-    const onEnd = () => {
-      cleanup();
-      if (size === length) resolve(Buffer.concat(chunks, size));
-      else reject(new GatewayError(400, 'BAD_BODY', 'Incomplete request body'));
-    };
-    const onFail = () => {
-      cleanup();
-      reject(new GatewayError(400, 'BAD_BODY', 'Incomplete request body'));
-    };
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', onFail);
-    req.on('close', onFail);
-  });
+  return readRequestBody(c, { maxBytes: max, timeoutMs: BODY_TIMEOUT_MS });
 }

@@ -3,7 +3,7 @@ import type { Env } from '../env.js';
 import { GatewayError } from '../errors.js';
 
 export interface ReadBodyOptions {
-  /** A larger body is refused with 413 before (declared) or while (chunked) it is read. */
+  /** A larger body is refused with 413, before (declared) or while (chunked) it is read. */
   maxBytes: number;
   /** A body not received within this time is refused with 408. */
   timeoutMs: number;
@@ -11,34 +11,49 @@ export interface ReadBodyOptions {
 
 /**
  * Reads a small request body (login JSON, bulk id lists, legacy JSON rewrites) with a size cap and a
- * deadline. Uploads never come here: the forwarder streams them. The caller hands the bytes on as
- * `c.get('upstream').body`, so nothing is lost. A client waiting for "100 Continue" is told to send.
+ * deadline. Uploads never come here: the forwarder streams them. The bytes become `upstream.body`,
+ * so nothing is lost and a later phase asking again gets the same bytes (a stream is read once). A
+ * client waiting for "100 Continue" is told to send. A refusal is answered, then the connection is
+ * closed (the rest of the body is never read).
  */
-export async function readRequestBody(c: Context<Env>, { maxBytes, timeoutMs }: ReadBodyOptions): Promise<Buffer> {
+export async function readRequestBody(c: Context<Env>, options: ReadBodyOptions): Promise<Buffer> {
+  const upstream = c.get('upstream');
+  upstream.body ??= await read(c, options);
+  return upstream.body;
+}
+
+function read(c: Context<Env>, { maxBytes, timeoutMs }: ReadBodyOptions): Promise<Buffer> {
   const req = c.env.incoming;
-  const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > maxBytes) throw new GatewayError(413, 'BODY_TOO_LARGE', 'Request body too large');
+  const refuse = (status: number, code: string, message: string) => {
+    c.get('responseHeaders')['connection'] = 'close';
+    return new GatewayError(status, code, message);
+  };
+  if (Number(req.headers['content-length'] ?? 0) > maxBytes) {
+    return Promise.reject(refuse(413, 'BODY_TOO_LARGE', 'Request body too large'));
+  }
   const expect = req.headers.expect;
   if (typeof expect === 'string' && expect.toLowerCase() === '100-continue') c.env.outgoing?.writeContinue();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    req.destroy();
-  }, timeoutMs);
-  try {
-    for await (const chunk of req) {
-      size += (chunk as Buffer).length;
-      if (size > maxBytes) throw new GatewayError(413, 'BODY_TOO_LARGE', 'Request body too large');
-      chunks.push(chunk as Buffer);
-    }
-  } catch (err) {
-    if (err instanceof GatewayError) throw err;
-    if (timedOut) throw new GatewayError(408, 'BODY_TIMEOUT', 'Request body not received in time');
-    throw new GatewayError(400, 'BODY_INCOMPLETE', 'Request body incomplete');
-  } finally {
-    clearTimeout(timer);
-  }
-  return Buffer.concat(chunks, size);
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (err?: GatewayError) => {
+      clearTimeout(timer);
+      req.off('data', onData).off('end', onEnd).off('error', onError).off('aborted', onError);
+      if (err) {
+        req.pause();
+        reject(err);
+      } else {
+        resolve(Buffer.concat(chunks, size));
+      }
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > maxBytes) done(refuse(413, 'BODY_TOO_LARGE', 'Request body too large'));
+      else chunks.push(chunk);
+    };
+    const onEnd = () => done();
+    const onError = () => done(refuse(400, 'BODY_INCOMPLETE', 'Request body incomplete'));
+    const timer = setTimeout(() => done(refuse(408, 'BODY_TIMEOUT', 'Request body not received in time')), timeoutMs);
+    req.on('data', onData).on('end', onEnd).on('error', onError).on('aborted', onError);
+  });
 }

@@ -4,6 +4,7 @@ import { io as ioClient } from 'socket.io-client';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAKE_SESSION_TOKEN } from '../fake-immich/server.js';
+import { uploadForm } from '../support/http.js';
 import { startStack, type Stack } from '../support/stack.js';
 import { ADMIN_KEY_ENV, client, leakedSecrets, rawGet, remember, tempDir, writeKeys } from '../policies/api-key-auth/support.js';
 
@@ -28,14 +29,6 @@ beforeAll(async () => {
   stack = await startStack({ policies: { 'api-key-auth': { keysFile } } });
 });
 afterAll(() => stack?.close());
-
-function multipart(file: Buffer, boundary = 'authtestboundary') {
-  const head =
-    `--${boundary}\r\nContent-Disposition: form-data; name="fileCreatedAt"\r\n\r\n2024-01-01T00:00:00.000Z\r\n` +
-    `--${boundary}\r\nContent-Disposition: form-data; name="fileModifiedAt"\r\n\r\n2024-01-01T00:00:00.000Z\r\n` +
-    `--${boundary}\r\nContent-Disposition: form-data; name="assetData"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n`;
-  return { body: Buffer.concat([Buffer.from(head), file, Buffer.from(`\r\n--${boundary}--\r\n`)]), contentType: `multipart/form-data; boundary=${boundary}` };
-}
 
 async function call(method: string, path: string, key: string | undefined, init: { body?: Buffer; headers?: Record<string, string> } = {}) {
   const res = await request(`${stack.url}${path}`, {
@@ -70,7 +63,7 @@ describe('scoped gateway keys (real sockets, fake Immich upstream)', () => {
   });
 
   it('the same key gets 403 naming the permission on upload and delete, and Immich never sees them', async () => {
-    const upload = multipart(randomBytes(2048));
+    const upload = uploadForm(randomBytes(2048));
     const { result, seen } = await upstreamDuring(async () => [
       await call('POST', '/api/assets', viewer.key, { body: upload.body, headers: { 'content-type': upload.contentType } }),
       await call('DELETE', '/api/assets', viewer.key, { body: Buffer.from(JSON.stringify({ ids: [ASSET] })), headers: { 'content-type': 'application/json' } }),
@@ -87,7 +80,7 @@ describe('scoped gateway keys (real sockets, fake Immich upstream)', () => {
   });
 
   it('a key scoped asset.* uploads and deletes, but reads no albums', async () => {
-    const upload = multipart(randomBytes(4096));
+    const upload = uploadForm(randomBytes(4096));
     const up = await call('POST', '/api/assets', uploader.key, { body: upload.body, headers: { 'content-type': upload.contentType } });
     expect(up.status).toBe(201);
     expect(up.json()).toMatchObject({ status: 'created' });
@@ -98,7 +91,7 @@ describe('scoped gateway keys (real sockets, fake Immich upstream)', () => {
   });
 
   it('a key scoped all does everything, admin routes included', async () => {
-    const upload = multipart(randomBytes(1024));
+    const upload = uploadForm(randomBytes(1024));
     const { result, seen } = await upstreamDuring(async () => [
       await call('GET', `/api/assets/${randomUUID()}/thumbnail`, admin.key),
       await call('GET', '/api/albums', admin.key),

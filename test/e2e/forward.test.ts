@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { Readable } from 'node:stream';
@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { io as ioClient } from 'socket.io-client';
 import { expectedBytes } from '../fake-immich/server.js';
+import { uploadForm } from '../support/http.js';
 import { startStack, type Stack } from '../support/stack.js';
 
 const ADMIN = { 'x-api-key': 'fake-admin-key' };
@@ -22,23 +23,6 @@ function rawRequest(url: string, headers: Record<string, string>): Promise<{ sta
     req.on('error', reject);
     req.end();
   });
-}
-
-/** A multipart body as a stream of chunks, and the sha1 of the file part. */
-function multipart(fileBytes: Buffer, boundary = 'gwtestboundary') {
-  const head = Buffer.from(
-    `--${boundary}\r\nContent-Disposition: form-data; name="fileCreatedAt"\r\n\r\n2024-01-01T00:00:00.000Z\r\n` +
-      `--${boundary}\r\nContent-Disposition: form-data; name="fileModifiedAt"\r\n\r\n2024-01-01T00:00:00.000Z\r\n` +
-      `--${boundary}\r\nContent-Disposition: form-data; name="assetData"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n`,
-  );
-  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
-  const body = Buffer.concat([head, fileBytes, tail]);
-  return {
-    body,
-    contentType: `multipart/form-data; boundary=${boundary}`,
-    fileSha1: createHash('sha1').update(fileBytes).digest('hex'),
-    bodySha1: createHash('sha1').update(body).digest('hex'),
-  };
 }
 
 describe('forwarding core', () => {
@@ -133,7 +117,7 @@ describe('forwarding core', () => {
 
   it('streams an upload through untouched (bytes and sha1 identical upstream)', async () => {
     const file = randomBytes(5 * 1024 * 1024 + 123);
-    const mp = multipart(file);
+    const mp = uploadForm(file);
     // Chunked, from a stream: no Content-Length, nothing buffered by the client either.
     const chunks = function* () {
       for (let i = 0; i < mp.body.length; i += 64 * 1024) yield mp.body.subarray(i, i + 64 * 1024);
@@ -153,7 +137,7 @@ describe('forwarding core', () => {
   });
 
   it('answers Expect: 100-continue itself and then streams the body', async () => {
-    const mp = multipart(randomBytes(256 * 1024));
+    const mp = uploadForm(randomBytes(256 * 1024));
     const { status, sawContinue } = await new Promise<{ status: number; sawContinue: boolean }>((resolve, reject) => {
       let sawContinue = false;
       const req = httpRequest(`${stack.url}/api/assets`, {
@@ -283,7 +267,7 @@ describe('upstream failures', () => {
   it('has no overall body timeout: a slow trickle upload completes', async () => {
     const stack = await startStack({ upstream: { headersTimeoutSeconds: 1 } });
     try {
-      const mp = multipart(randomBytes(40 * 1024));
+      const mp = uploadForm(randomBytes(40 * 1024));
       async function* trickle() {
         for (let i = 0; i < mp.body.length; i += 4096) {
           yield mp.body.subarray(i, i + 4096);

@@ -4,6 +4,7 @@ import { compileLegacyTable, loadLegacyTable, type LegacyForward } from '../../s
 import { packageFile } from '../../src/paths.js';
 import type { GatewayError } from '../../src/errors.js';
 import { join } from 'node:path';
+import { multipartBody } from '../support/http.js';
 import { startStack, type Stack } from '../support/stack.js';
 import { client, tempDir, writeKeys } from '../policies/api-key-auth/support.js';
 
@@ -12,18 +13,6 @@ const ADMIN = { 'x-api-key': KEY };
 const UUID = '3b241101-e2bb-4255-8caf-4136c566a962';
 const rules = loadLegacyTable(packageFile('config/legacy-routes.yaml'));
 const table = compileLegacyTable(rules);
-
-function multipartBody(boundary: string, parts: { name: string; value: string | Buffer; filename?: string }[]): Buffer {
-  const chunks: Buffer[] = [];
-  for (const part of parts) {
-    const disposition = `form-data; name="${part.name}"${part.filename ? `; filename="${part.filename}"` : ''}`;
-    chunks.push(Buffer.from(`--${boundary}\r\nContent-Disposition: ${disposition}\r\n${part.filename ? 'Content-Type: image/jpeg\r\n' : ''}\r\n`));
-    chunks.push(Buffer.isBuffer(part.value) ? part.value : Buffer.from(part.value));
-    chunks.push(Buffer.from('\r\n'));
-  }
-  chunks.push(Buffer.from(`--${boundary}--\r\n`));
-  return Buffer.concat(chunks);
-}
 
 describe('legacy routes: the calls of an old Discord bot, end to end', () => {
   let stack: Stack;

@@ -1,3 +1,4 @@
+import { sha1, uploadForm } from '../support/http.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { Readable } from 'node:stream';
@@ -16,22 +17,6 @@ import { MultipartParser } from './multipart.js';
 
 const ADMIN = { 'x-api-key': 'fake-admin-key' };
 const USER = { 'x-api-key': 'fake-user-key' };
-
-function sha1(b: Buffer): string {
-  return createHash('sha1').update(b).digest('hex');
-}
-
-function multipart(file: Buffer, boundary = '----fakeimmichboundary7MA4YWxk') {
-  const head = Buffer.from(
-    `--${boundary}\r\nContent-Disposition: form-data; name="fileCreatedAt"\r\n\r\n2024-01-01T00:00:00.000Z\r\n` +
-      `--${boundary}\r\nContent-Disposition: form-data; name="fileModifiedAt"\r\n\r\n2024-01-02T00:00:00.000Z\r\n` +
-      `--${boundary}\r\nContent-Disposition: form-data; name="filename"\r\n\r\nphoto.jpg\r\n` +
-      `--${boundary}\r\nContent-Disposition: form-data; name="assetData"; filename="photo.jpg"\r\nContent-Type: image/jpeg\r\n\r\n`,
-  );
-  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
-  const body = Buffer.concat([head, file, tail]);
-  return { body, contentType: `multipart/form-data; boundary=${boundary}`, bodySha1: sha1(body), fileSha1: sha1(file) };
-}
 
 function connect(fake: FakeImmich, headers: Record<string, string>): ClientSocket {
   return ioClient(fake.url, { path: '/api/socket.io', transports: ['websocket'], extraHeaders: headers, reconnection: false });
@@ -224,7 +209,7 @@ describe('fake immich', () => {
 
   it('hashes a streamed multipart upload exactly (body and assetData part)', async () => {
     const file = randomBytes(3 * 1024 * 1024 + 17);
-    const mp = multipart(file);
+    const mp = uploadForm(file, undefined, { filename: 'photo.jpg' });
     // Odd chunk sizes so the boundary is split across chunks.
     const chunks = function* () {
       for (let i = 0; i < mp.body.length; i += 7777) yield mp.body.subarray(i, i + 7777);
@@ -262,7 +247,7 @@ describe('fake immich', () => {
   });
 
   it('honours Expect: 100-continue (and skips it for a known checksum)', async () => {
-    const mp = multipart(randomBytes(100 * 1024));
+    const mp = uploadForm(randomBytes(100 * 1024));
     const known = createHash('sha1').update('known').digest('base64');
     fake.addKnownChecksum(known, 'dup-id');
     const send = (extra: Record<string, string>) =>
@@ -402,7 +387,7 @@ describe('fake immich', () => {
 describe('multipart parser', () => {
   it('parses parts split at every possible position', () => {
     const file = randomBytes(300);
-    const mp = multipart(file, 'b');
+    const mp = uploadForm(file, 'b', { filename: 'photo.jpg' });
     for (let split = 1; split < mp.body.length; split += 3) {
       const parts: { name: string; data: Buffer[] }[] = [];
       const parser = new MultipartParser('b', {

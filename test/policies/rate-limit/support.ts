@@ -1,10 +1,12 @@
+import { freePort } from '../../support/http.js';
+
+export { freePort };
 /**
  * Test helpers for the limiter suites: a real Redis (the machine's shared one, or a private
  * `redis-server` child a test may kill and restart), free ports, a unique key prefix, plain requests.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import { request } from 'undici';
 
@@ -47,17 +49,6 @@ export function redisServerOrSkip(suite: string): boolean {
 
 export function uniquePrefix(name: string): string {
   return `test:${name}:${randomBytes(6).toString('hex')}`;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
