@@ -6,7 +6,7 @@ import type { Deps } from './deps.js';
 import type { Env } from './env.js';
 import { GatewayError, immichErrorBody } from './errors.js';
 import { AddressSet, clientAddress, normalizeIp } from './net.js';
-import { clientType } from './observability/metrics.js';
+import { requestRecorder } from './observability/metrics.js';
 import { redactUrl } from './observability/logging.js';
 import { canonicalPath, isApiPath } from './routing/path.js';
 import { forwardWebsocket } from './upstream/websocket.js';
@@ -75,6 +75,7 @@ export function createApp(config: GatewayConfig, deps: Deps, phases: PhaseMiddle
   };
 
   const recordMetrics = config.metrics.enabled;
+  const recordRequest = requestRecorder(metrics);
   const accessLog = config.logging.accessLog && logger.isLevelEnabled('info');
 
   function record(c: Context<Env>): void {
@@ -89,11 +90,8 @@ export function createApp(config: GatewayConfig, deps: Deps, phases: PhaseMiddle
     const bytesIn = Number(req.headers['content-length'] ?? 0) || 0;
     const bytesOut = c.get('bytesOut') ?? (Number(c.res.headers.get('content-length') ?? 0) || 0);
     if (recordMetrics) {
-      metrics.requests.inc({ method, route, status: String(status), client });
-      metrics.requestDuration.observe({ method, route }, seconds);
-      if (bytesIn) metrics.requestBytes.inc({ route, client }, bytesIn);
-      if (bytesOut) metrics.responseBytes.inc({ route, client }, bytesOut);
-      metrics.clientTypes.inc({ type: clientType(req.headers.devicetype as string | undefined, req.headers['user-agent']) });
+      const deviceType = req.headers.devicetype as string | undefined;
+      recordRequest({ method, route, status, client, seconds, bytesIn, bytesOut, deviceType, userAgent: req.headers['user-agent'] });
     }
     if (!accessLog) return;
     const legacy = c.get('legacy');

@@ -74,6 +74,53 @@ export class Metrics {
   }
 }
 
+/** What the observe phase knows of one answered request. */
+export interface RequestRecord {
+  method: string;
+  route: string;
+  status: number;
+  client: string;
+  seconds: number;
+  bytesIn: number;
+  bytesOut: number;
+  deviceType: string | undefined;
+  userAgent: string | undefined;
+}
+
+/**
+ * prom-client hashes the label object on every `inc`/`observe`; on the hot path the series are
+ * looked up once per label combination and kept (label values are bounded, so is this map).
+ */
+export function seriesCache<T>(make: (key: string[]) => T): (...labels: string[]) => T {
+  const cache = new Map<string, T>();
+  return (...labels) => {
+    const key = labels.join('\u0000');
+    let series = cache.get(key);
+    if (series === undefined) {
+      series = make(labels);
+      if (cache.size < 20_000) cache.set(key, series);
+    }
+    return series;
+  };
+}
+
+/** Records the RED metrics of one request (the observe phase). */
+export function requestRecorder(metrics: Metrics): (r: RequestRecord) => void {
+  const requests = seriesCache(([method, route, status, client]) => metrics.requests.labels({ method: method!, route: route!, status: status!, client: client! }));
+  const duration = seriesCache(([method, route]) => metrics.requestDuration.labels({ method: method!, route: route! }));
+  const bytesIn = seriesCache(([route, client]) => metrics.requestBytes.labels({ route: route!, client: client! }));
+  const bytesOut = seriesCache(([route, client]) => metrics.responseBytes.labels({ route: route!, client: client! }));
+  const types = seriesCache(([type]) => metrics.clientTypes.labels({ type: type! }));
+  const typeOf = seriesCache(([deviceType, userAgent]) => clientType(deviceType || undefined, userAgent || undefined));
+  return (r) => {
+    requests(r.method, r.route, String(r.status), r.client).inc();
+    duration(r.method, r.route).observe(r.seconds);
+    if (r.bytesIn) bytesIn(r.route, r.client).inc(r.bytesIn);
+    if (r.bytesOut) bytesOut(r.route, r.client).inc(r.bytesOut);
+    types(typeOf(r.deviceType ?? '', r.userAgent ?? '')).inc();
+  };
+}
+
 /** Client type from Immich's `deviceType` header and the User-Agent (bounded to five values). */
 export function clientType(deviceType: string | undefined, userAgent: string | undefined): string {
   const device = deviceType?.toLowerCase();
