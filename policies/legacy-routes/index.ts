@@ -1,7 +1,7 @@
 import type { Context } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { decideAccess } from '../../src/auth/scopes.js';
-import { queryParams } from '../../src/auth/credentials.js';
+import { CREDENTIAL_QUERY, queryParams } from '../../src/auth/credentials.js';
 import { ConfigError } from '../../src/config/load.js';
 import type { Deps } from '../../src/deps.js';
 import type { Env } from '../../src/env.js';
@@ -21,10 +21,10 @@ import { legacyRoutesOptions, type LegacyRoutesOptions } from './schema.js';
  */
 const DEPRECATION = '@1717200000';
 
-/** Query parameters that carry a credential; a rewrite that replaces the query must keep them. */
-const CREDENTIAL_PARAMS = new Set(['apikey', 'x-api-key', 'sessionkey', 'key', 'slug']);
-
-/** The credential parameters of the old query that the new one lacks, appended byte for byte. */
+/**
+ * The credential parameters of the old query that the new one lacks, appended byte for byte: a
+ * rewrite that replaces the query must not lose the credential the authenticate phase reads.
+ */
 function carryCredentials(oldQuery: string, newQuery: string): string {
   if (oldQuery.length < 2) return newQuery;
   const present = new Set(queryParams(newQuery).map((p) => p.name.toLowerCase()));
@@ -33,7 +33,7 @@ function carryCredentials(oldQuery: string, newQuery: string): string {
     .split('&')
     .filter((pair) => {
       const name = queryParams(`?${pair}`)[0]?.name.toLowerCase();
-      return name !== undefined && CREDENTIAL_PARAMS.has(name) && !present.has(name);
+      return name !== undefined && CREDENTIAL_QUERY.has(name) && !present.has(name);
     });
   if (carried.length === 0) return newQuery;
   return newQuery ? `${newQuery}&${carried.join('&')}` : `?${carried.join('&')}`;

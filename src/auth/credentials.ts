@@ -17,7 +17,7 @@ const CREDENTIAL_HEADERS = [
 ] as const;
 
 /** Query parameters Immich reads as a credential, lower-cased (matching is case-insensitive when stripping). */
-const CREDENTIAL_QUERY = new Set(['apikey', 'x-api-key', 'sessionkey', 'key', 'slug']);
+export const CREDENTIAL_QUERY: ReadonlySet<string> = new Set(['apikey', 'x-api-key', 'sessionkey', 'key', 'slug']);
 
 /** The session cookie; Immich's other cookies (`immich_auth_type`...) are not credentials. */
 const SESSION_COOKIE = 'immich_access_token';
