@@ -1,5 +1,9 @@
 // The gateway configurations the benchmark runs, one gateway process each. A variant whose feature
 // is not registered in policies/index.ts yet is skipped with the reason.
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { POLICIES } from '../policies/index.js';
 import { configSchema } from '../src/config/schema.js';
 
@@ -33,15 +37,51 @@ export async function gatewayVariants(): Promise<Map<string, VariantOrSkip>> {
   add({ name: 'gateway', logLevel: 'warn', config: { policies: allOff(registered) } });
   add({ name: 'gateway-info', logLevel: 'info', config: { policies: allOff(registered) } });
 
+  // A gateway client with a read scope; the gateway injects the fake Immich's admin key upstream.
+  const gatewayKey = `igw_${randomBytes(32).toString('base64url')}`;
+  const keysFile = join(mkdtempSync(join(tmpdir(), 'igw-bench-keys-')), 'keys.yaml');
+  writeFileSync(
+    keysFile,
+    `clients:\n  - name: bench\n    keyHash: "sha256:${createHash('sha256').update(gatewayKey).digest('hex')}"\n` +
+      `    scopes: [asset.view, asset.read, server.about]\n    upstreamKeyEnv: BENCH_IMMICH_KEY\n`,
+  );
+  const keyEnv = { BENCH_IMMICH_KEY: 'fake-admin-key', GATEWAY_KEYS_FILE: keysFile };
+  // Budgets no benchmark reaches: the limiter counts every request but never refuses one.
+  const limiter = (prefix: string) => ({
+    keyPrefix: prefix,
+    classes: { thumbnails: { points: 1_000_000_000, durationSeconds: 60 }, api: { points: 1_000_000_000, durationSeconds: 60 } },
+  });
+  const runId = randomBytes(4).toString('hex');
+  const authPolicies = (prefix: string) => ({ ...allOff(registered), 'api-key-auth': {}, scopes: {}, 'rate-limit': limiter(prefix) });
+
   const authNeeds = missing('api-key-auth', 'scopes', 'rate-limit');
   if (authNeeds.length) {
     const skip = `policy ${authNeeds.join(', ')} not registered in policies/index.ts`;
     for (const name of ['gateway-auth-mem', 'gateway-auth-redis', 'gateway-cache']) add({ name, skip });
+  } else {
+    add({ name: 'gateway-auth-mem', logLevel: 'warn', config: { policies: authPolicies(`igw-bench-mem-${runId}`) }, env: keyEnv, gatewayKey });
+    add({
+      name: 'gateway-auth-redis',
+      logLevel: 'warn',
+      config: { policies: authPolicies(`igw-bench-${runId}`) },
+      redisUrl: REDIS_URL,
+      env: keyEnv,
+      gatewayKey,
+    });
+    if (!has('thumbnail-cache')) add({ name: 'gateway-cache', skip: 'policy thumbnail-cache not registered in policies/index.ts' });
+    else {
+      add({
+        name: 'gateway-cache',
+        logLevel: 'warn',
+        config: { policies: { ...authPolicies(`igw-bench-cache-${runId}`), 'thumbnail-cache': {} } },
+        env: keyEnv,
+        gatewayKey,
+      });
+    }
   }
 
-  const legacyNeeds = missing('legacy');
-  if (legacyNeeds.length) add({ name: 'gateway-legacy', skip: 'policy legacy not registered in policies/index.ts' });
-  else add({ name: 'gateway-legacy', logLevel: 'warn', config: { policies: { ...allOff(registered), legacy: {} } } });
+  if (!has('legacy-routes')) add({ name: 'gateway-legacy', skip: 'policy legacy-routes not registered in policies/index.ts' });
+  else add({ name: 'gateway-legacy', logLevel: 'warn', config: { policies: { ...allOff(registered), 'legacy-routes': {} } } });
 
   const metricsOff = configSchema.safeParse({ metrics: { enabled: false } });
   if (metricsOff.success) {
@@ -49,6 +89,5 @@ export async function gatewayVariants(): Promise<Map<string, VariantOrSkip>> {
   } else {
     add({ name: 'gateway-metrics-off', skip: 'the config has no switch to turn metrics off (metrics.enabled)' });
   }
-  void REDIS_URL;
   return out;
 }

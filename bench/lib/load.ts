@@ -5,7 +5,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
-import { HAS_TASKSET } from './procs.js';
+import { CLK_TCK, HAS_TASKSET } from './procs.js';
 
 export interface LoadSpec {
   url: string;
@@ -33,6 +33,8 @@ export interface LoadResult {
   /** Non-2xx/3xx answers, socket errors and timeouts: a run with any of these is flagged. */
   non2xx: number;
   errors: number;
+  /** CPU seconds the load generator used (wrk: exact, from its parent shell's cutime/cstime). */
+  cpuSeconds: number;
 }
 
 export type Tool = 'wrk' | 'autocannon';
@@ -70,7 +72,8 @@ async function runWrk(spec: LoadSpec): Promise<LoadResult> {
   writeFileSync(script, wrkScript(spec));
   const args = ['-t1', `-c${spec.connections}`, `-d${spec.durationSeconds}s`, '--timeout', '10s', '-s', script, spec.url + spec.path];
   const cmd = spec.cpus && HAS_TASKSET ? ['taskset', '-c', spec.cpus, 'wrk', ...args] : ['wrk', ...args];
-  const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+  // The shell waits for wrk, then prints its own /proc stat line, whose cutime/cstime are wrk's CPU.
+  const child = spawn('sh', ['-c', '"$@"; read -r stat < /proc/$$/stat; echo "SHSTAT $stat"', 'sh', ...cmd], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (b: Buffer) => (out += b.toString()));
   child.stderr.on('data', (b: Buffer) => (out += b.toString()));
@@ -78,6 +81,10 @@ async function runWrk(spec: LoadSpec): Promise<LoadResult> {
   const line = out.split('\n').find((l) => l.startsWith('WRKJSON '));
   if (!line) throw new Error(`wrk failed (exit ${code}):\n${out}`);
   const r = JSON.parse(line.slice(8)) as Record<string, number>;
+  const stat = out.split('\n').find((l) => l.startsWith('SHSTAT ')) ?? '';
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 16 and 17 of /proc/<pid>/stat: cutime, cstime (children waited for).
+  const cpuSeconds = (Number(fields[13] ?? 0) + Number(fields[14] ?? 0)) / CLK_TCK;
   const seconds = r.duration_us! / 1e6;
   return {
     requests: r.requests!,
@@ -90,10 +97,12 @@ async function runWrk(spec: LoadSpec): Promise<LoadResult> {
     bytesPerSecond: r.bytes! / seconds,
     non2xx: r.status!,
     errors: r.connect! + r.read! + r.write! + r.timeout!,
+    cpuSeconds,
   };
 }
 
 async function runAutocannon(spec: LoadSpec): Promise<LoadResult> {
+  const cpu0 = process.cpuUsage();
   let counter = 0;
   const prefix = `${Date.now()}${Math.floor(Math.random() * 1e6)}`;
   const sep = spec.path.includes('?') ? '&' : '?';
@@ -120,6 +129,10 @@ async function runAutocannon(spec: LoadSpec): Promise<LoadResult> {
     bytesPerSecond: result.throughput.total / seconds,
     non2xx: result.non2xx,
     errors: result.errors + result.timeouts,
+    cpuSeconds: (() => {
+      const d = process.cpuUsage(cpu0);
+      return (d.user + d.system) / 1e6;
+    })(),
   };
 }
 

@@ -150,16 +150,18 @@ export function rssBytes(pid: number): number {
   }
 }
 
-/** Per-CPU busy and total jiffies from /proc/stat (busy = everything but idle and iowait). */
-export function cpuTimes(): { busy: number; total: number }[] {
-  const out: { busy: number; total: number }[] = [];
+/**
+ * Per-CPU jiffies from /proc/stat: `proc` = user+nice+system (time charged to processes), `soft` =
+ * irq+softirq (loopback networking, charged to no process), `total` = everything.
+ */
+export function cpuTimes(): { proc: number; soft: number; total: number }[] {
+  const out: { proc: number; soft: number; total: number }[] = [];
   for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
     const m = /^cpu(\d+)\s+(.*)$/.exec(line);
     if (!m) continue;
     const v = m[2]!.trim().split(/\s+/).map(Number);
-    const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
-    const idle = (v[3] ?? 0) + (v[4] ?? 0);
-    out[Number(m[1])] = { busy: total - idle, total };
+    const at = (i: number) => v[i] ?? 0;
+    out[Number(m[1])] = { proc: at(0) + at(1) + at(2), soft: at(5) + at(6), total: v.slice(0, 8).reduce((a, b) => a + b, 0) };
   }
   return out;
 }
