@@ -21,6 +21,7 @@ interface RatioResult {
   name: string;
   issue: string;
   value: number;
+  perRun?: number[];
   cpuValue?: number;
   target?: string;
   pass?: boolean;
@@ -58,10 +59,10 @@ for (const s of r.summaries) {
       `${pct((s.cpuBusy[0] ?? 0) + (s.cpuSoft[0] ?? 0))} | ${pct(s.noise)}${s.flagged ? ` ⚠ ${s.flagged}` : ''} |`,
   );
 }
-out.push('', '| ratio | req/s | CPU/req | target | | issue |', '|---|--:|--:|--:|---|---|');
+out.push('', '| ratio (median of per-run ratios) | req/s | per run | CPU/req | target | | issue |', '|---|--:|--:|--:|--:|---|---|');
 for (const x of r.ratios) {
   out.push(
-    `| ${x.name} | ${x.value.toFixed(2)} | ${x.cpuValue === undefined ? '–' : x.cpuValue.toFixed(2)} | ${x.target ?? ''} | ${x.pass === undefined ? '' : x.pass ? 'met' : '**below**'} | ${x.issue} |`,
+    `| ${x.name} | ${x.value.toFixed(2)} | ${(x.perRun ?? []).map((v) => v.toFixed(2)).join(' · ')} | ${x.cpuValue === undefined ? '–' : x.cpuValue.toFixed(2)} | ${x.target ?? ''} | ${x.pass === undefined ? '' : x.pass ? 'met' : '**below**'} | ${x.issue} |`,
   );
 }
 process.stdout.write(out.join('\n') + '\n');

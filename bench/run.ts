@@ -3,7 +3,7 @@
 // autocannon on the other CPU. Prints req/s, p50, p99 and the ratios the issues ask for, and writes
 // the raw numbers to bench/results/<timestamp>.json.
 //
-//   npx tsx bench/run.ts [--duration 10] [--connections 50] [--runs 2] [--only baseline,cache]
+//   npx tsx bench/run.ts [--duration 10] [--warmup 5] [--connections 50] [--runs 3] [--only baseline,cache]
 //                        [--tool wrk|autocannon] [--upstream fake|nginx] [--no-build] [--profile] [--list]
 //                        [--alt-dist DIR]   (A/B: a second gateway build, e.g. a candidate fix, as `alt-*`)
 //                        [--dist DIR]       (run every gateway variant from this build instead of dist/)
@@ -25,8 +25,8 @@ const { values: args } = parseArgs({
   options: {
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '50' },
-    runs: { type: 'string', default: '2' },
-    warmup: { type: 'string', default: '3' },
+    runs: { type: 'string', default: '3' },
+    warmup: { type: 'string', default: '5' },
     only: { type: 'string' },
     tool: { type: 'string' },
     upstream: { type: 'string', default: 'fake' },
@@ -84,6 +84,7 @@ const SCENARIOS: Scenario[] = [
   { name: 'nginx-thumb', group: 'baseline', target: 'nginx', request: 'thumb', what: 'nginx proxy_pass (1 worker, keepalive upstream)' },
   { name: 'fastify-thumb', group: 'baseline', target: 'fastify', request: 'thumb', what: 'bare @fastify/http-proxy (1 process)' },
   { name: 'gateway-thumb', group: 'baseline', target: 'gateway', request: 'thumb', what: 'gateway, no policies, LOG_LEVEL=warn' },
+  { name: 'metrics-off-thumb', group: 'metrics', target: 'gateway-metrics-off', request: 'thumb', what: 'gateway with metrics switched off' },
   { name: 'direct-json', group: 'baseline', target: 'direct', request: 'json', what: 'client → fake Immich, /api/server/ping' },
   { name: 'nginx-json', group: 'baseline', target: 'nginx', request: 'json', what: 'nginx proxy_pass' },
   { name: 'fastify-json', group: 'baseline', target: 'fastify', request: 'json', what: 'bare @fastify/http-proxy' },
@@ -104,7 +105,6 @@ const SCENARIOS: Scenario[] = [
   { name: 'legacy-path-thumb', group: 'legacy', target: 'gateway-legacy', request: 'thumb-legacy', what: 'old path /api/asset/thumbnail/{id}, translated' },
   { name: 'alt-thumb', group: 'alt', target: 'gateway-alt', request: 'thumb', what: 'gateway from --alt-dist, no policies' },
   { name: 'alt-json', group: 'alt', target: 'gateway-alt', request: 'json', what: 'gateway from --alt-dist, no policies' },
-  { name: 'metrics-off-thumb', group: 'metrics', target: 'gateway-metrics-off', request: 'thumb', what: 'gateway with metrics switched off' },
 ];
 
 interface Ratio {
@@ -416,23 +416,39 @@ function table(rows: string[][]): string {
 interface RatioResult {
   name: string;
   issue: string;
+  /**
+   * Median over runs of a/b within the same run (a and b measured minutes apart at most, so a
+   * drift of the machine's speed over the whole benchmark does not enter the ratio).
+   */
   value: number;
-  /** The same ratio on server CPU per request (b's µs/req over a's): capacity when the server is the bottleneck. */
+  /** The per-run ratios the median is taken from. */
+  perRun: number[];
+  /** The same on server CPU per request (b's µs/req over a's): capacity when the server is the bottleneck. */
   cpuValue?: number;
   target?: string;
   pass?: boolean;
 }
 
-function ratios(summaries: Summary[]): RatioResult[] {
-  const by = new Map(summaries.map((s) => [s.scenario, s]));
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+};
+
+function ratios(measurements: Measurement[]): RatioResult[] {
   const out: RatioResult[] = [];
   for (const r of RATIOS) {
-    const a = by.get(r.a);
-    const b = by.get(r.b);
-    if (!a || !b) continue;
-    const value = a.meanRps / b.meanRps;
-    const result: RatioResult = { name: r.name, issue: r.issue, value };
-    if (a.serverUsPerRequest > 0 && b.serverUsPerRequest > 0) result.cpuValue = b.serverUsPerRequest / a.serverUsPerRequest;
+    const pairs: [Measurement, Measurement][] = [];
+    for (const a of measurements.filter((m) => m.scenario === r.a)) {
+      const b = measurements.find((m) => m.scenario === r.b && m.run === a.run);
+      if (b) pairs.push([a, b]);
+    }
+    if (!pairs.length) continue;
+    const perRun = pairs.map(([a, b]) => a.rps / b.rps);
+    const value = median(perRun);
+    const result: RatioResult = { name: r.name, issue: r.issue, value, perRun };
+    const cpu = pairs.filter(([a, b]) => a.serverUsPerRequest > 0 && b.serverUsPerRequest > 0).map(([a, b]) => b.serverUsPerRequest / a.serverUsPerRequest);
+    if (cpu.length) result.cpuValue = median(cpu);
     if (r.min !== undefined) {
       result.target = `≥ ${r.min}`;
       result.pass = value >= r.min;
@@ -490,74 +506,85 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'igw-bench-'));
 
   const scenarios = selected();
-  const skipped: { scenario: string; reason: string }[] = [];
   const upstream = await startUpstream();
-  const targets = new Map<string, Target>([['direct', upstream]]);
-  const stoppers: (() => Promise<void>)[] = [() => upstream.stop()];
   const nginxAvailable = onPath('nginx');
+  const skips = new Map<string, string>();
+  const skip = (scenario: string, err: unknown) => {
+    if (!skips.has(scenario)) skips.set(scenario, (err as Error).message.split('\n')[0]!);
+  };
 
-  try {
+  /** Starts every server the scenarios need, each a fresh process (nginx serves two targets). */
+  async function startTargets(): Promise<{ targets: Map<string, Target>; stop: () => Promise<void> }> {
+    const targets = new Map<string, Target>([['direct', upstream]]);
+    const stoppers: (() => Promise<void>)[] = [];
     for (const name of new Set(scenarios.map((s) => s.target))) {
       if (targets.has(name)) continue;
       try {
         if (name === 'nginx' || name === 'nginx-cache') {
           if (!nginxAvailable) throw new Error('nginx is not on PATH');
-          if (!targets.has('nginx')) {
-            const [port, cachePort] = [await freePort(), await freePort()];
-            const up = new URL(upstream.url);
-            const { proc } = await startNginx('nginx', 'proxy.conf.tmpl', { UPSTREAM: up.host, PORT: port, CACHE_PORT: cachePort, ACCESS_LOG: 'off' }, SERVER_CPU, `http://127.0.0.1:${port}/api/server/ping`);
-            stoppers.push(() => proc.stop());
-            const pids = () => processTree(proc.pid);
-            targets.set('nginx', { name: 'nginx', url: `http://127.0.0.1:${port}`, pids, stop: () => proc.stop() });
-            targets.set('nginx-cache', { name: 'nginx-cache', url: `http://127.0.0.1:${cachePort}`, pids, stop: () => proc.stop() });
-          }
-        } else if (name === 'node-static' || name === 'node-proxy') {
-          const t = await startNodeFloor(name === 'node-static' ? 'static' : 'proxy', upstream.url);
-          stoppers.push(() => t.stop());
-          targets.set(name, t);
-        } else if (name === 'fastify') {
-          const t = await startFastify(upstream.url);
-          stoppers.push(() => t.stop());
-          targets.set(name, t);
+          const [port, cachePort] = [await freePort(), await freePort()];
+          const up = new URL(upstream.url);
+          const { proc } = await startNginx('nginx', 'proxy.conf.tmpl', { UPSTREAM: up.host, PORT: port, CACHE_PORT: cachePort, ACCESS_LOG: 'off' }, SERVER_CPU, `http://127.0.0.1:${port}/api/server/ping`);
+          stoppers.push(() => proc.stop());
+          const pids = () => processTree(proc.pid);
+          targets.set('nginx', { name: 'nginx', url: `http://127.0.0.1:${port}`, pids, stop: () => proc.stop() });
+          targets.set('nginx-cache', { name: 'nginx-cache', url: `http://127.0.0.1:${cachePort}`, pids, stop: () => proc.stop() });
         } else {
-          const v = name === 'gateway-alt' ? altVariant(variants) : variants.get(name);
-          if (!v) throw new Error(`unknown target ${name}`);
-          if ('skip' in v) throw new Error(v.skip);
-          const t = await startGatewayProcess(v, upstream.url, dir);
+          let t: Target;
+          if (name === 'node-static' || name === 'node-proxy') t = await startNodeFloor(name === 'node-static' ? 'static' : 'proxy', upstream.url);
+          else if (name === 'fastify') t = await startFastify(upstream.url);
+          else {
+            const v = name === 'gateway-alt' ? altVariant(variants) : variants.get(name);
+            if (!v) throw new Error(`unknown target ${name}`);
+            if ('skip' in v) throw new Error(v.skip);
+            t = await startGatewayProcess(v, upstream.url, dir);
+          }
           stoppers.push(() => t.stop());
           targets.set(name, t);
         }
       } catch (err) {
-        for (const s of scenarios.filter((x) => x.target === name)) skipped.push({ scenario: s.name, reason: (err as Error).message.split('\n')[0]! });
+        for (const s of scenarios.filter((x) => x.target === name)) skip(s.name, err);
       }
     }
+    return { targets, stop: async () => void (await Promise.all(stoppers.map((fn) => fn().catch(() => {})))) };
+  }
 
-    const runnable: Scenario[] = [];
-    for (const s of scenarios) {
-      const t = targets.get(s.target);
-      if (!t) continue;
-      try {
-        await check(s, t);
-        runnable.push(s);
-      } catch (err) {
-        skipped.push({ scenario: s.name, reason: (err as Error).message.split('\n')[0]! });
-      }
-    }
-    for (const k of skipped) process.stderr.write(`skip ${k.scenario}: ${k.reason}\n`);
-
+  try {
     const measurements: Measurement[] = [];
     for (let run = 1; run <= RUNS; run++) {
-      for (const s of runnable) {
-        const m = await measure(s, targets.get(s.target)!, upstream, run);
-        measurements.push(m);
-        process.stderr.write(
-          `run ${run} ${s.name.padEnd(20)} ${fmt(m.rps).padStart(7)} req/s  p50 ${m.p50.toFixed(2)} ms  p99 ${m.p99.toFixed(2)} ms  server ${pct(m.serverCpu)} upstream ${pct(m.upstreamCpu)} load ${pct(m.loadCpu)} soft ${m.cpuSoft.map(pct).join('/')} noise ${m.foreign.map(pct).join('/')}${m.non2xx + m.errors ? `  !! ${m.non2xx} non-2xx ${m.errors} errors` : ''}\n`,
-        );
+      // Fresh server processes every run: one process can be a few % faster or slower than the
+      // next of the same build (JIT, memory layout), so the mean over runs also averages instances.
+      const { targets, stop } = await startTargets();
+      try {
+        const runnable: Scenario[] = [];
+        for (const s of scenarios) {
+          const t = targets.get(s.target);
+          if (!t || skips.has(s.name)) continue;
+          try {
+            await check(s, t);
+            runnable.push(s);
+          } catch (err) {
+            skip(s.name, err);
+          }
+        }
+        if (run === 1) for (const [name, reason] of skips) process.stderr.write(`skip ${name}: ${reason}\n`);
+        // Every other run goes backwards: a pair of neighbours is measured A B, then B A, so a slow
+        // drift of the machine's speed cancels out of their ratio.
+        for (const s of run % 2 ? runnable : [...runnable].reverse()) {
+          const m = await measure(s, targets.get(s.target)!, upstream, run);
+          measurements.push(m);
+          process.stderr.write(
+            `run ${run} ${s.name.padEnd(20)} ${fmt(m.rps).padStart(7)} req/s  p50 ${m.p50.toFixed(2)} ms  p99 ${m.p99.toFixed(2)} ms  server ${pct(m.serverCpu)} upstream ${pct(m.upstreamCpu)} load ${pct(m.loadCpu)} soft ${m.cpuSoft.map(pct).join('/')} noise ${m.foreign.map(pct).join('/')}${m.non2xx + m.errors ? `  !! ${m.non2xx} non-2xx ${m.errors} errors` : ''}\n`,
+          );
+        }
+      } finally {
+        await stop();
       }
     }
+    const skipped = [...skips].map(([scenario, reason]) => ({ scenario, reason }));
 
     const summaries = summarize(measurements);
-    const ratioResults = ratios(summaries);
+    const ratioResults = ratios(measurements);
     const env = {
       date: new Date().toISOString(),
       node: process.version,
@@ -603,10 +630,11 @@ async function main(): Promise<void> {
       out.push('\n');
       out.push(
         table([
-          ['ratio', 'req/s', 'CPU/req', 'target', '', 'issue'],
+          ['ratio (median of runs)', 'req/s', 'per run', 'CPU/req', 'target', '', 'issue'],
           ...ratioResults.map((r) => [
             r.name,
             r.value.toFixed(2),
+            r.perRun.map((x) => x.toFixed(2)).join(' '),
             r.cpuValue === undefined ? '-' : r.cpuValue.toFixed(2),
             r.target ?? '',
             r.pass === undefined ? '' : r.pass ? 'ok' : 'BELOW',
@@ -619,7 +647,7 @@ async function main(): Promise<void> {
     out.push(`\n\nraw results: ${file}\n`);
     process.stdout.write(out.join('\n'));
   } finally {
-    for (const stop of stoppers.reverse()) await stop().catch(() => {});
+    await upstream.stop().catch(() => {});
   }
 }
 
