@@ -65,11 +65,11 @@ export function createApp(config: GatewayConfig, deps: Deps, phases: PhaseMiddle
 
   /** Phase 2, observe: one access line and the RED metrics per request, labelled by template. */
   const observe: MiddlewareHandler<Env> = async (c, next) => {
-    if (recordMetrics) metrics.inFlight.inc();
+    if (recordMetrics) metrics.inFlightNow++;
     try {
       await next();
     } finally {
-      if (recordMetrics) metrics.inFlight.dec();
+      if (recordMetrics) metrics.inFlightNow--;
       record(c);
     }
   };

@@ -12,7 +12,7 @@ import type { GatewayConfig } from './config/schema.js';
 import type { Deps } from './deps.js';
 import { immichErrorBody } from './errors.js';
 import { createLogger } from './observability/logging.js';
-import { Metrics, seriesCache } from './observability/metrics.js';
+import { Metrics } from './observability/metrics.js';
 import { compileRouteTable, loadRouteTable } from './routing/route-table.js';
 import { packageFile } from './paths.js';
 import { createForwarder } from './upstream/forward.js';
@@ -42,9 +42,8 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
   const logger = options.logger ?? createLogger(config.logging.level);
   const metrics = new Metrics(options.registry ?? new Registry());
   const closers: (() => void | Promise<void>)[] = [];
-  const upstreamDuration = seriesCache(([method, route]) => metrics.upstreamDuration.labels({ method: method!, route: route! }));
   const forwarder = createForwarder(config, {
-    onHeaders: (c, seconds) => upstreamDuration(c.get('upstream').method, c.get('routeLabel')).observe(seconds),
+    onHeaders: (c, seconds) => metrics.upstreamDuration.series(c.get('upstream').method, c.get('routeLabel')).observe(seconds),
     onError: (kind) => metrics.upstreamErrors.inc({ kind }),
   });
   closers.push(() => forwarder.close());

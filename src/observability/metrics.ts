@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { packageFile } from '../paths.js';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { LeanCounter, LeanHistogram } from './lean-metrics.js';
 
 export const GATEWAY_VERSION: string = (JSON.parse(readFileSync(packageFile('package.json'), 'utf8')) as { version: string }).version;
 
@@ -17,12 +18,16 @@ export const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05
  */
 export class Metrics {
   readonly registry: Registry;
-  readonly requests: Counter<'method' | 'route' | 'status' | 'client'>;
-  readonly requestDuration: Histogram<'method' | 'route'>;
-  readonly upstreamDuration: Histogram<'method' | 'route'>;
+  // Updated on every request: lean series (see lean-metrics.ts), read by the registry at scrape time.
+  readonly requests: LeanCounter<'method' | 'route' | 'status' | 'client'>;
+  readonly requestDuration: LeanHistogram<'method' | 'route'>;
+  readonly upstreamDuration: LeanHistogram<'method' | 'route'>;
+  readonly requestBytes: LeanCounter<'route' | 'client'>;
+  readonly responseBytes: LeanCounter<'route' | 'client'>;
+  readonly clientTypes: LeanCounter<'type'>;
+  /** Requests being handled now: a plain number, read by the in-flight gauge at scrape time. */
+  inFlightNow = 0;
   readonly inFlight: Gauge;
-  readonly requestBytes: Counter<'route' | 'client'>;
-  readonly responseBytes: Counter<'route' | 'client'>;
   readonly websocketsOpen: Gauge;
   readonly websocketConnections: Counter<'client' | 'outcome'>;
   readonly authFailures: Counter<'reason'>;
@@ -38,7 +43,6 @@ export class Metrics {
   readonly cacheCoalesced: Counter;
   readonly legacyRequests: Counter<'rule' | 'client'>;
   readonly upstreamErrors: Counter<'kind'>;
-  readonly clientTypes: Counter<'type'>;
   readonly redisUp: Gauge;
   readonly buildInfo: Gauge<'version' | 'node'>;
 
@@ -46,12 +50,20 @@ export class Metrics {
     this.registry = registry;
     const r = [registry];
     if (processMetrics) collectDefaultMetrics({ register: registry, prefix: 'immich_gateway_' });
-    this.requests = new Counter({ name: 'immich_gateway_requests_total', help: 'Requests answered, by method, route template, status and client.', labelNames: ['method', 'route', 'status', 'client'], registers: r });
-    this.requestDuration = new Histogram({ name: 'immich_gateway_request_duration_seconds', help: 'Time from arrival to the last byte sent (gateway total).', labelNames: ['method', 'route'], buckets: DURATION_BUCKETS, registers: r });
-    this.upstreamDuration = new Histogram({ name: 'immich_gateway_upstream_duration_seconds', help: 'Time from sending to Immich to its response headers.', labelNames: ['method', 'route'], buckets: DURATION_BUCKETS, registers: r });
-    this.inFlight = new Gauge({ name: 'immich_gateway_requests_in_flight', help: 'Requests being handled now.', registers: r });
-    this.requestBytes = new Counter({ name: 'immich_gateway_request_bytes_total', help: 'Request body bytes received (declared Content-Length).', labelNames: ['route', 'client'], registers: r });
-    this.responseBytes = new Counter({ name: 'immich_gateway_response_bytes_total', help: 'Response body bytes sent.', labelNames: ['route', 'client'], registers: r });
+    this.requests = new LeanCounter({ name: 'immich_gateway_requests_total', help: 'Requests answered, by method, route template, status and client.', labelNames: ['method', 'route', 'status', 'client'], registers: r });
+    this.requestDuration = new LeanHistogram({ name: 'immich_gateway_request_duration_seconds', help: 'Time from arrival to the last byte sent (gateway total).', labelNames: ['method', 'route'], buckets: DURATION_BUCKETS, registers: r });
+    this.upstreamDuration = new LeanHistogram({ name: 'immich_gateway_upstream_duration_seconds', help: 'Time from sending to Immich to its response headers.', labelNames: ['method', 'route'], buckets: DURATION_BUCKETS, registers: r });
+    const metrics = this;
+    this.inFlight = new Gauge({
+      name: 'immich_gateway_requests_in_flight',
+      help: 'Requests being handled now.',
+      registers: r,
+      collect() {
+        this.set(metrics.inFlightNow);
+      },
+    });
+    this.requestBytes = new LeanCounter({ name: 'immich_gateway_request_bytes_total', help: 'Request body bytes received (declared Content-Length).', labelNames: ['route', 'client'], registers: r });
+    this.responseBytes = new LeanCounter({ name: 'immich_gateway_response_bytes_total', help: 'Response body bytes sent.', labelNames: ['route', 'client'], registers: r });
     this.websocketsOpen = new Gauge({ name: 'immich_gateway_websockets_open', help: 'Websockets (socket.io) open through the gateway.', registers: r });
     this.websocketConnections = new Counter({ name: 'immich_gateway_websocket_connections_total', help: 'Websocket upgrades, by client and outcome.', labelNames: ['client', 'outcome'], registers: r });
     this.authFailures = new Counter({ name: 'immich_gateway_auth_failures_total', help: 'Requests refused by authentication or authorization, by reason.', labelNames: ['reason'], registers: r });
@@ -67,7 +79,7 @@ export class Metrics {
     this.cacheCoalesced = new Counter({ name: 'immich_gateway_cache_coalesced_total', help: 'Cache misses that waited for an identical in-flight upstream fetch.', registers: r });
     this.legacyRequests = new Counter({ name: 'immich_gateway_legacy_requests_total', help: 'Legacy (pre-rename) API calls translated or answered, by rule and client.', labelNames: ['rule', 'client'], registers: r });
     this.upstreamErrors = new Counter({ name: 'immich_gateway_upstream_errors_total', help: 'Failed exchanges with Immich, by kind (refused, reset, timeout, dns, other).', labelNames: ['kind'], registers: r });
-    this.clientTypes = new Counter({ name: 'immich_gateway_client_type_total', help: 'Requests by client type (web, ios, android, cli, other).', labelNames: ['type'], registers: r });
+    this.clientTypes = new LeanCounter({ name: 'immich_gateway_client_type_total', help: 'Requests by client type (web, ios, android, cli, other).', labelNames: ['type'], registers: r });
     this.buildInfo = new Gauge({ name: 'immich_gateway_build_info', help: 'Always 1; labels carry the gateway and Node.js versions.', labelNames: ['version', 'node'], registers: r });
     this.buildInfo.set({ version: GATEWAY_VERSION, node: process.version }, 1);
     this.redisUp = new Gauge({ name: 'immich_gateway_redis_up', help: '1 when Redis is configured and reachable, 0 when configured and not, absent without Redis.', registers: r });
@@ -87,39 +99,27 @@ export interface RequestRecord {
   userAgent: string | undefined;
 }
 
-/**
- * prom-client hashes the label object on every `inc`/`observe`; on the hot path the series are
- * looked up once per label combination and kept (label values are bounded, so is this map).
- */
-export function seriesCache<T>(make: (key: string[]) => T): (...labels: string[]) => T {
-  const cache = new Map<string, T>();
-  return (...labels) => {
-    const key = labels.join('\u0000');
-    let series = cache.get(key);
-    if (series === undefined) {
-      series = make(labels);
-      if (cache.size < 20_000) cache.set(key, series);
+/** Records the RED metrics of one request (the observe phase). */
+export function requestRecorder(metrics: Metrics): (r: RequestRecord) => void {
+  const typeOf = new Map<string, string>();
+  return (r) => {
+    const status = STATUS_TEXT[r.status] ?? String(r.status);
+    metrics.requests.series(r.method, r.route, status, r.client).inc();
+    metrics.requestDuration.series(r.method, r.route).observe(r.seconds);
+    if (r.bytesIn) metrics.requestBytes.series(r.route, r.client).inc(r.bytesIn);
+    if (r.bytesOut) metrics.responseBytes.series(r.route, r.client).inc(r.bytesOut);
+    // The client type is a pure function of two headers: remembered (bounded) rather than re-matched.
+    const agent = `${r.deviceType ?? ''}\u0000${r.userAgent ?? ''}`;
+    let type = typeOf.get(agent);
+    if (type === undefined) {
+      type = clientType(r.deviceType || undefined, r.userAgent || undefined);
+      if (typeOf.size < 10_000) typeOf.set(agent, type);
     }
-    return series;
+    metrics.clientTypes.series(type).inc();
   };
 }
 
-/** Records the RED metrics of one request (the observe phase). */
-export function requestRecorder(metrics: Metrics): (r: RequestRecord) => void {
-  const requests = seriesCache(([method, route, status, client]) => metrics.requests.labels({ method: method!, route: route!, status: status!, client: client! }));
-  const duration = seriesCache(([method, route]) => metrics.requestDuration.labels({ method: method!, route: route! }));
-  const bytesIn = seriesCache(([route, client]) => metrics.requestBytes.labels({ route: route!, client: client! }));
-  const bytesOut = seriesCache(([route, client]) => metrics.responseBytes.labels({ route: route!, client: client! }));
-  const types = seriesCache(([type]) => metrics.clientTypes.labels({ type: type! }));
-  const typeOf = seriesCache(([deviceType, userAgent]) => clientType(deviceType || undefined, userAgent || undefined));
-  return (r) => {
-    requests(r.method, r.route, String(r.status), r.client).inc();
-    duration(r.method, r.route).observe(r.seconds);
-    if (r.bytesIn) bytesIn(r.route, r.client).inc(r.bytesIn);
-    if (r.bytesOut) bytesOut(r.route, r.client).inc(r.bytesOut);
-    types(typeOf(r.deviceType ?? '', r.userAgent ?? '')).inc();
-  };
-}
+const STATUS_TEXT: string[] = Array.from({ length: 600 }, (_, i) => String(i));
 
 /** Client type from Immich's `deviceType` header and the User-Agent (bounded to five values). */
 export function clientType(deviceType: string | undefined, userAgent: string | undefined): string {

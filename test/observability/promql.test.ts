@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { Counter, Gauge, Histogram, Registry, Summary } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
+import { LeanCounter, LeanHistogram } from '../../src/observability/lean-metrics.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import {
   ALERTS_PATH,
@@ -291,6 +292,9 @@ describe('exposition check (reusable for the live scrape)', () => {
       if (metric instanceof Counter) metric.inc(labels);
       else if (metric instanceof Gauge) metric.set(labels, 1);
       else if (metric instanceof Histogram || metric instanceof Summary) metric.observe(labels, 0.01);
+      else if (metric instanceof LeanCounter) metric.series(...names.map(() => 'x')).inc();
+      else if (metric instanceof LeanHistogram) metric.series(...names.map(() => 'x')).observe(0.01);
+      else throw new Error(`unknown metric type of ${metric?.name}`);
     }
     const problems = checkAgainstExposition(await metrics.registry.metrics(), collectExpressions(), { requireSamples: true });
     expect(problems, formatProblems(problems)).toEqual([]);
