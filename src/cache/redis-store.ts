@@ -116,7 +116,7 @@ export class RedisStore {
    * is called to drop what the memory tier may hold stale. Returns the closer.
    */
   subscribe(onMessage: (m: InvalidationMessage) => void, onResync: () => void): () => void {
-    const sub = this.redis.duplicate();
+    const sub = this.redis.duplicate({ enableAutoPipelining: false }); // a subscriber sends no commands worth batching
     let connectedBefore = false;
     sub.on('error', () => {});
     sub.on('ready', () => {

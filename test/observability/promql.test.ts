@@ -285,7 +285,7 @@ describe('exposition check (reusable for the live scrape)', () => {
 
   it("accepts a real registry's exposition with every labelled series set", async () => {
     const metrics = new Metrics(new Registry());
-    for (const metric of (await metrics.registry.getMetricsAsJSON()).map((m) => metrics.registry.getSingleMetric(m.name))) {
+    for (const metric of (await metrics.registry.getMetricsAsJSON()).map((m) => metrics.registry.getSingleMetric(m.name) as unknown)) {
       const names = (metric as unknown as { labelNames?: string[] }).labelNames ?? [];
       if (names.length === 0) continue;
       const labels = Object.fromEntries(names.map((n) => [n, 'x']));
@@ -294,7 +294,7 @@ describe('exposition check (reusable for the live scrape)', () => {
       else if (metric instanceof Histogram || metric instanceof Summary) metric.observe(labels, 0.01);
       else if (metric instanceof LeanCounter) metric.series(...names.map(() => 'x')).inc();
       else if (metric instanceof LeanHistogram) metric.series(...names.map(() => 'x')).observe(0.01);
-      else throw new Error(`unknown metric type of ${metric?.name}`);
+      else throw new Error(`unknown metric type: ${String(metric)}`);
     }
     const problems = checkAgainstExposition(await metrics.registry.metrics(), collectExpressions(), { requireSamples: true });
     expect(problems, formatProblems(problems)).toEqual([]);
