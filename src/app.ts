@@ -37,7 +37,7 @@ export function createApp(config: GatewayConfig, deps: Deps, phases: PhaseMiddle
   const metricsToken = config.metrics.bearerTokenEnv ? process.env[config.metrics.bearerTokenEnv] : undefined;
 
   /** Phase 1, context: request id, client address, the canonical path, the upstream request. */
-  const context: MiddlewareHandler<Env> = async (c, next) => {
+  const context = (c: Context<Env>): void => {
     const req = c.env.incoming;
     c.set('startedAt', process.hrtime.bigint());
     const incomingId = req.headers['x-request-id'];
@@ -60,14 +60,26 @@ export function createApp(config: GatewayConfig, deps: Deps, phases: PhaseMiddle
     const path = canonicalPath(rawPath);
     c.set('path', path);
     if (path !== rawPath) c.get('upstream').url = path + query;
-    await next();
   };
 
-  /** Phase 2, observe: one access line and the RED metrics per request, labelled by template. */
-  const observe: MiddlewareHandler<Env> = async (c, next) => {
+  /**
+   * Phase 2, observe: one access line and the RED metrics per request, labelled by template. An error
+   * is answered (Immich's shape) before the request is recorded, so the record has the final status.
+   */
+  const observe = async (c: Context<Env>, handle: (c: Context<Env>) => Promise<Response | void>): Promise<Response> => {
     if (recordMetrics) metrics.inFlightNow++;
     try {
-      await next();
+      let res: Response | void;
+      try {
+        res = await handle(c);
+      } catch (err) {
+        res = renderError(c, err, logger);
+      }
+      // A Response not yet written (a legacy answer, a health check): Hono writes it once returned.
+      // Anything else was written to the client directly (a policy may `await next()` and return
+      // nothing): say so, or Hono would answer its own 404 on top.
+      if (res instanceof Response && res !== RESPONSE_ALREADY_SENT) return (c.res = res);
+      return RESPONSE_ALREADY_SENT;
     } finally {
       if (recordMetrics) metrics.inFlightNow--;
       record(c);
@@ -115,7 +127,7 @@ export function createApp(config: GatewayConfig, deps: Deps, phases: PhaseMiddle
   }
 
   /** Phase 4, route: match against Immich's route table; non-/api paths are the web UI. */
-  const route: MiddlewareHandler<Env> = async (c, next) => {
+  const route: MiddlewareHandler<Env> = (c, next) => {
     const path = c.get('path');
     if (isApiPath(path)) {
       // Matrix parameters are meaningless to Immich but could confuse a path matcher downstream.
@@ -128,28 +140,29 @@ export function createApp(config: GatewayConfig, deps: Deps, phases: PhaseMiddle
     } else {
       c.set('routeLabel', 'web');
     }
-    await next();
+    return next();
   };
 
   /** Phase 9, forward: websocket upgrades socket to socket, everything else streamed through undici. */
-  const forward = (c: Context<Env>) => {
-    if (c.env.upgrade) return forwardWebsocket(c, deps);
+  const forward = (c: Context<Env>): Promise<Response> => {
+    if (c.env.upgrade) return Promise.resolve(forwardWebsocket(c, deps));
     const terminal = c.get('terminal');
     return terminal ? terminal(c) : forwarder.pipe(c);
   };
 
-  app.onError((err, c) => renderError(c, err, logger));
-  app.notFound((c) => renderError(c, new GatewayError(404, 'NOT_FOUND', 'Not found'), logger));
-
-  app.use('*', context, observe);
-
-  app.get('/healthz', (c) => c.json({ status: 'ok' }));
-  app.get('/readyz', async (c) => {
-    const checks = await readiness(deps);
-    return c.json({ status: checks.ok ? 'ready' : 'not ready', ...checks.detail }, checks.ok ? 200 : 503);
-  });
+  /** The gateway's own endpoints: answered after context and observe, before (and without) any policy. */
+  const own = new Map<string, (c: Context<Env>) => Promise<Response>>([
+    ['/healthz', async (c) => c.json({ status: 'ok' })],
+    [
+      '/readyz',
+      async (c) => {
+        const checks = await readiness(deps);
+        return c.json({ status: checks.ok ? 'ready' : 'not ready', ...checks.detail }, checks.ok ? 200 : 503);
+      },
+    ],
+  ]);
   if (metricsToken) {
-    app.get('/metrics', async (c) => {
+    own.set('/metrics', async (c) => {
       if (!bearerMatches(c.env.incoming.headers.authorization, metricsToken)) {
         throw new GatewayError(401, 'METRICS_TOKEN', 'Authentication required', { 'WWW-Authenticate': 'Bearer realm="immich-gateway"' });
       }
@@ -157,9 +170,36 @@ export function createApp(config: GatewayConfig, deps: Deps, phases: PhaseMiddle
     });
   }
 
-  app.use('*', ...phases.legacy, route, ...phases.rest);
-  app.all('*', forward);
+  const policies = chain([...phases.legacy, route, ...phases.rest], forward);
+  const handle = (c: Context<Env>): Promise<Response | void> => {
+    const method = c.get('upstream').method;
+    const endpoint = method === 'GET' || method === 'HEAD' ? own.get(c.get('path')) : undefined;
+    return endpoint ? endpoint(c) : policies(c);
+  };
+
+  app.onError((err, c) => renderError(c, err, logger));
+  // The whole pipeline is one Hono handler: Hono's router has nothing to choose between, and its
+  // composer awaits every layer (an async frame per policy per request); chain() does not.
+  app.all('*', (c) => {
+    context(c);
+    return observe(c, handle);
+  });
   return app;
+}
+
+/**
+ * Runs `layers` in order, each Hono middleware getting `next` for the rest, then `terminal`. Unlike
+ * Hono's composer it adds no async frame of its own: a layer that passes by synchronously
+ * (`return next()`) costs a function call, so a policy that does not concern a request is free.
+ * A Response is carried back up as the layers return it (the engine's layers all `return next()`);
+ * a throw or rejection goes to the caller (observe answers it).
+ */
+export function chain(layers: MiddlewareHandler<Env>[], terminal: (c: Context<Env>) => Promise<Response>): (c: Context<Env>) => Promise<Response | void> {
+  const run = (c: Context<Env>, i: number): Promise<Response | void> => {
+    const layer = layers[i];
+    return layer === undefined ? terminal(c) : layer(c, () => run(c, i + 1) as Promise<void>);
+  };
+  return (c) => run(c, 0);
 }
 
 function bearerMatches(header: string | undefined, token: string): boolean {

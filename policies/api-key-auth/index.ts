@@ -59,7 +59,8 @@ export const apiKeyAuth = definePolicy({
     onClose(() => store.close());
     logger.info({ file, clients: store.clientCount }, 'gateway keys loaded');
 
-    return async (c: Context<Env>, next) => {
+    // Synchronous throughout (a key is a hash lookup): no async frame per request.
+    return (c: Context<Env>, next) => {
       if (c.get('principal').kind !== 'anonymous') return next();
       const view = upstreamView(c);
       const presented = presentedKeys(view.headers, view.query);
@@ -80,7 +81,7 @@ export const apiKeyAuth = definePolicy({
       injectUpstreamKey(c, client.upstreamKey);
       c.get('notes').keyVia = first.via;
       if (found.rotated) c.get('notes').rotatedKey = 'true';
-      await next();
+      return next();
     };
   },
 });

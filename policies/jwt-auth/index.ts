@@ -1,5 +1,5 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import type { Context } from 'hono';
+import type { Context, Next } from 'hono';
 import { createRemoteJWKSet, decodeJwt, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { ConfigError } from '../../src/config/load.js';
 import type { Env } from '../../src/env.js';
@@ -173,12 +173,17 @@ export const jwtAuth = definePolicy({
       return refuse(metrics, 'invalid_token', 401, 'Invalid token');
     };
 
-    return async (c: Context<Env>, next) => {
+    // Requests without a JWT pass by synchronously; only a verification is async.
+    return (c: Context<Env>, next) => {
       if (c.get('principal').kind !== 'anonymous') return next();
       const token = bearerToken(upstreamView(c).headers);
       if (token === undefined || token.indexOf('.') === -1) return next();
       if (!isCleanToken(token, options.maxTokenBytes)) throw invalid(c, 'ERR_TOKEN_MALFORMED');
       if (!JWT_SHAPE.test(token)) return next();
+      return verify(c, next, token);
+    };
+
+    async function verify(c: Context<Env>, next: Next, token: string): Promise<void> {
       let claimed: JWTPayload;
       try {
         claimed = decodeJwt(token);
@@ -208,7 +213,7 @@ export const jwtAuth = definePolicy({
         upstreamIdentity: upstream.identity,
       });
       injectUpstreamKey(c, upstream.key);
-      await next();
-    };
+      return next();
+    }
   },
 });

@@ -1,4 +1,4 @@
-import type { Context } from 'hono';
+import type { Context, MiddlewareHandler, Next } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { decideAccess } from '../../src/auth/scopes.js';
 import { CREDENTIAL_QUERY, queryParams } from '../../src/auth/credentials.js';
@@ -81,13 +81,18 @@ export const legacyRoutes = definePolicy({
     const table = compileLegacyTable(rules.filter((r) => !disabled.has(r.id)));
     const { metrics } = deps;
 
-    return async (c, next) => {
+    // Current routes pass by synchronously (one table lookup); only a translation is async.
+    const middleware: MiddlewareHandler<Env> = (c, next) => {
       const path = c.get('path');
       if (!isApiPath(path)) return next();
-      const up = c.get('upstream');
-      const hit = table.match(up.method, path);
-      if (!hit) return next();
+      const hit = table.match(c.get('upstream').method, path);
+      return hit ? translate(c, next, hit) : next();
+    };
+    return middleware;
 
+    async function translate(c: Context<Env>, next: Next, hit: LegacyHit): Promise<Response | void> {
+      const path = c.get('path');
+      const up = c.get('upstream');
       const req = c.env.incoming;
       const originalQuery = c.get('query');
       c.set('legacy', { rule: hit.rule.id, originalMethod: up.method, originalPath: req.url ?? path, successor: '' });
@@ -117,11 +122,11 @@ export const legacyRoutes = definePolicy({
           up.bodyTransform = (body) => body.pipe(new MultipartFieldFiller(fill));
         }
         if (outcome.transformBody || outcome.transformResponse) c.set('terminal', (ctx) => rewriteTerminal(ctx, hit, outcome, options, deps));
-        await next();
+        return await next();
       } finally {
         metrics.legacyRequests.inc({ rule: hit.rule.id, client: c.get('principal').client });
       }
-    };
+    }
   },
 });
 

@@ -1,4 +1,4 @@
-import type { Context, MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler, Next } from 'hono';
 import type { Env } from '../../src/env.js';
 import { GatewayError } from '../../src/errors.js';
 import { createLimiter, type LimitOutcome } from '../../src/limits/limiter.js';
@@ -65,9 +65,13 @@ export const loginGuard = definePolicy({
       return undefined;
     }
 
-    const middleware: MiddlewareHandler<Env> = async (c, next) => {
+    // Every request but the two logins passes by synchronously.
+    const middleware: MiddlewareHandler<Env> = (c, next) => {
       const kind = kindOf(c);
-      if (!kind) return next();
+      return kind ? guard(c, next, kind) : next();
+    };
+
+    async function guard(c: Context<Env>, next: Next, kind: LoginKind): Promise<void> {
       c.set('routeClass', 'login');
       let account: string;
       if (kind === 'password') {
@@ -107,7 +111,7 @@ export const loginGuard = definePolicy({
         await byAccount.reward(accountKey);
       }
       await byIp.reward(address);
-    };
+    }
     return middleware;
   },
 });

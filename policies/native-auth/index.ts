@@ -52,7 +52,7 @@ export const nativeAuth = definePolicy({
   create(options, { deps }) {
     const { metrics } = deps;
     const { allow, maxCredentialBytes } = options;
-    return async (c: Context<Env>, next) => {
+    return (c: Context<Env>, next) => {
       if (c.get('principal').kind !== 'anonymous') return next();
       const view = upstreamView(c);
       // Immich reads websocket credentials from headers only.
@@ -80,7 +80,7 @@ export const nativeAuth = definePolicy({
         editQuery(c, X_API_KEY_PARAM);
       }
       c.get('notes').credential = source;
-      await next();
+      return next();
     };
   },
 });

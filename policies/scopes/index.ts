@@ -24,7 +24,7 @@ export const scopes = definePolicy({
     if (!defaultCatalogue().permissions.has(websocketPermission)) {
       throw new ConfigError(`policies.scopes.websocketPermission: "${websocketPermission}" is not an Immich permission of the route table`);
     }
-    return async (c: Context<Env>, next) => {
+    return (c: Context<Env>, next) => {
       const principal = c.get('principal');
       if (principal.kind === 'gateway-key' || principal.kind === 'jwt') {
         const decision = decideAccess(principal.scopes ?? NO_SCOPES, { path: c.get('path'), route: c.get('route')?.route }, websocketPermission);
@@ -33,7 +33,7 @@ export const scopes = definePolicy({
         const route = c.get('route')?.route;
         if (route !== undefined && !route.public) throw refuse(metrics, 'missing_credential', 401, 'Authentication required');
       }
-      await next();
+      return next();
     };
   },
 });

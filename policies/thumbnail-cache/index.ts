@@ -321,7 +321,8 @@ export const thumbnailCache = definePolicy({
       if (redis !== undefined) void redis.invalidate(rule.cls, ids, at);
     }
 
-    return async function thumbnailCacheMiddleware(c, next) {
+    // Requests the cache does not concern pass by synchronously.
+    return function thumbnailCacheMiddleware(c, next) {
       const match = c.get('route');
       if (match === undefined || c.env.upgrade !== undefined || c.env.outgoing === undefined) return next();
       const method = c.get('upstream').method;

@@ -349,6 +349,27 @@ describe('metrics and logs', () => {
     expect(stack.logs.some((l) => l.includes('"client":"viewer"'))).toBe(true);
   });
 
+  it('a refusal is recorded with the status the client got (access line and requests_total)', async () => {
+    const series = async (method: string, status: number, client: string) => {
+      const text = await stack.gateway.deps.metrics.registry.metrics();
+      const m = new RegExp(`immich_gateway_requests_total\\{method="${method}",route="/api/albums",status="${status}",client="${client}"\\} (\\d+)`).exec(text);
+      return m ? Number(m[1]) : 0;
+    };
+    const counts = async () => [await series('POST', 401, 'anonymous'), await series('POST', 403, 'viewer'), await series('GET', 200, 'viewer')];
+    const before = await counts();
+    const body = { body: Buffer.from(JSON.stringify({ albumName: 'x' })), headers: { 'content-type': 'application/json' } };
+    const refusedKey = await call('POST', '/api/albums', 'igw_' + 'A'.repeat(43), body); // authentication refuses
+    const refusedScope = await call('POST', '/api/albums', viewer.key, body); // authorization refuses
+    const allowed = await call('GET', '/api/albums', viewer.key);
+    expect([refusedKey.status, refusedScope.status, allowed.status]).toEqual([401, 403, 200]);
+    expect(await counts()).toEqual(before.map((n) => n + 1));
+    for (const [res, status] of [[refusedKey, 401], [refusedScope, 403], [allowed, 200]] as const) {
+      const id = res.headers['x-request-id'];
+      const line = stack.logs.map((l) => JSON.parse(l) as { requestId?: string; status?: number; msg?: string }).find((l) => l.requestId === id && l.msg === 'request');
+      expect(line?.status).toBe(status);
+    }
+  });
+
   it('no key or token made in this file appears in any captured log line', () => {
     expect(leakedSecrets()).toEqual([]);
   });
