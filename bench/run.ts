@@ -32,6 +32,7 @@ const { values: args } = parseArgs({
     upstream: { type: 'string', default: 'fake' },
     'no-build': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
+    paired: { type: 'boolean', default: false },
     list: { type: 'boolean', default: false },
     'alt-dist': { type: 'string' },
     dist: { type: 'string' },
@@ -246,6 +247,8 @@ async function startFastify(upstreamUrl: string): Promise<Target> {
 interface Measurement extends LoadResult {
   scenario: string;
   run: number;
+  /** --paired: the ratio this measurement was taken for, side by side with its counterpart. */
+  pair?: string;
   /** Share of one core used by the server under test / the upstream, over the run. */
   serverCpu: number;
   upstreamCpu: number;
@@ -341,6 +344,43 @@ async function measureOnce(s: Scenario, target: Target, upstream: Target, run: n
     attempts: 1,
     serverUsPerRequest: load.requests ? (serverSeconds / load.requests) * 1e6 : 0,
   };
+}
+
+/**
+ * --paired: both sides of a ratio at once, both servers on the same CPU, each with its own load
+ * generator. They share whatever the machine does during those seconds (another tenant on the
+ * host, frequency changes), so that drift cancels out of their CPU/request ratio; the scheduler
+ * shares the CPU between them. What is compared is server CPU per request (req/s then mostly shows
+ * how the CPU was shared).
+ */
+async function measurePair(r: Ratio, a: [Scenario, Target], b: [Scenario, Target], upstream: Target, run: number): Promise<[Measurement, Measurement]> {
+  await waitQuiet(30_000);
+  const spec = ([s, t]: [Scenario, Target]) => ({ url: t.url, path: PATHS[s.request], headers: headersFor(s, t), unique: s.unique, connections: CONNECTIONS, cpus: SIDE_CPU });
+  if (WARMUP > 0) await Promise.all([runLoad(TOOL, { ...spec(a), durationSeconds: WARMUP }), runLoad(TOOL, { ...spec(b), durationSeconds: WARMUP })]);
+  const pids = ([s, t]: [Scenario, Target]) => (t.name === 'direct' ? [] : t.pids());
+  const before = [treeCpuSeconds(pids(a)), treeCpuSeconds(pids(b)), treeCpuSeconds(upstream.pids())];
+  const t0 = performance.now();
+  const loads = await Promise.all([runLoad(TOOL, { ...spec(a), durationSeconds: DURATION }), runLoad(TOOL, { ...spec(b), durationSeconds: DURATION })]);
+  const wall = (performance.now() - t0) / 1000;
+  const upstreamSeconds = treeCpuSeconds(upstream.pids()) - before[2]!;
+  return ([a, b] as const).map(([s], i) => {
+    const load = loads[i]!;
+    const serverSeconds = treeCpuSeconds(pids(i === 0 ? a : b)) - before[i]!;
+    return {
+      ...load,
+      scenario: s.name,
+      run,
+      pair: r.name,
+      serverCpu: serverSeconds / wall,
+      upstreamCpu: upstreamSeconds / wall,
+      loadCpu: load.cpuSeconds / wall,
+      cpuBusy: [],
+      cpuSoft: [],
+      foreign: [],
+      attempts: 1,
+      serverUsPerRequest: load.requests ? (serverSeconds / load.requests) * 1e6 : 0,
+    };
+  }) as unknown as [Measurement, Measurement];
 }
 
 /** Measures until a run is free of other people's CPU use (shared machine), keeping the cleanest. */
@@ -439,12 +479,14 @@ function ratios(measurements: Measurement[]): RatioResult[] {
   const out: RatioResult[] = [];
   for (const r of RATIOS) {
     const pairs: [Measurement, Measurement][] = [];
-    for (const a of measurements.filter((m) => m.scenario === r.a)) {
-      const b = measurements.find((m) => m.scenario === r.b && m.run === a.run);
+    for (const a of measurements.filter((m) => m.scenario === r.a && (m.pair === undefined || m.pair === r.name))) {
+      const b = measurements.find((m) => m.scenario === r.b && m.run === a.run && m.pair === a.pair);
       if (b) pairs.push([a, b]);
     }
     if (!pairs.length) continue;
-    const perRun = pairs.map(([a, b]) => a.rps / b.rps);
+    // Measured side by side (--paired): the two shared the CPU, so the ratio is the CPU cost per request.
+    const paired = pairs[0]![0].pair !== undefined;
+    const perRun = pairs.map(([a, b]) => (paired ? b.serverUsPerRequest / a.serverUsPerRequest : a.rps / b.rps));
     const value = median(perRun);
     const result: RatioResult = { name: r.name, issue: r.issue, value, perRun };
     const cpu = pairs.filter(([a, b]) => a.serverUsPerRequest > 0 && b.serverUsPerRequest > 0).map(([a, b]) => b.serverUsPerRequest / a.serverUsPerRequest);
@@ -568,6 +610,20 @@ async function main(): Promise<void> {
           }
         }
         if (run === 1) for (const [name, reason] of skips) process.stderr.write(`skip ${name}: ${reason}\n`);
+        if (args.paired) {
+          for (const r of RATIOS) {
+            const a = runnable.find((s) => s.name === r.a);
+            const b = runnable.find((s) => s.name === r.b);
+            if (!a || !b) continue;
+            const pair = await measurePair(r, [a, targets.get(a.target)!], [b, targets.get(b.target)!], upstream, run);
+            measurements.push(...pair);
+            const [ma, mb] = pair;
+            process.stderr.write(
+              `run ${run} ${r.name.padEnd(34)} ${fmt(ma.rps).padStart(6)} | ${fmt(mb.rps).padStart(6)} req/s  CPU/req ${ma.serverUsPerRequest.toFixed(0)} | ${mb.serverUsPerRequest.toFixed(0)} µs  → ${(mb.serverUsPerRequest / ma.serverUsPerRequest).toFixed(2)}${ma.non2xx + ma.errors + mb.non2xx + mb.errors ? '  !! non-2xx/errors' : ''}\n`,
+            );
+          }
+          continue;
+        }
         // Every other run goes backwards: a pair of neighbours is measured A B, then B A, so a slow
         // drift of the machine's speed cancels out of their ratio.
         for (const s of run % 2 ? runnable : [...runnable].reverse()) {

@@ -48,7 +48,7 @@ export function storagePlan(status: number, headers: OutgoingHttpHeaders, limits
     if (limits.heuristicTtlSeconds === 0) return undefined;
     return { ttlMs: Math.min(limitMs, limits.heuristicTtlSeconds * 1000), revalidate: false };
   }
-  const directives = parseCacheControl(cc);
+  const directives = parsedCacheControl(cc);
   if (directives.has('no-store')) return undefined;
   if (directives.has('no-cache')) {
     const validator = headers.etag !== undefined || headers['last-modified'] !== undefined;
@@ -64,6 +64,20 @@ export function storagePlan(status: number, headers: OutgoingHttpHeaders, limits
   const age = Number(header(headers, 'age') ?? 0) || 0;
   const ttlMs = Math.min(limitMs, (seconds - age) * 1000);
   return ttlMs > 0 ? { ttlMs, revalidate: false } : undefined;
+}
+
+/**
+ * Immich sends one and the same Cache-Control on every image: each distinct value is parsed once
+ * (bounded: a hostile upstream cannot grow it). The maps handed out are only read.
+ */
+const parsedValues = new Map<string, ReadonlyMap<string, string>>();
+function parsedCacheControl(value: string): ReadonlyMap<string, string> {
+  let parsed = parsedValues.get(value);
+  if (parsed === undefined) {
+    parsed = parseCacheControl(value);
+    if (parsedValues.size < 64) parsedValues.set(value, parsed);
+  }
+  return parsed;
 }
 
 /** `private, max-age=86400, no-transform` → {private → '', max-age → '86400', no-transform → ''}. */

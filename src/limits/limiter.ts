@@ -198,23 +198,87 @@ export function createLimiter(budget: Budget, store: StoreOptions, deps: Deps): 
     health.failed(err, insurance !== undefined);
   }
 
-  return {
-    async consume(key) {
-      try {
-        const res = await withTimeout(shared.consume(key), store.storeTimeoutMs);
+  /** Redis failed or was too slow: the configured store-error mode answers. */
+  function withoutStore(key: string, err: unknown): Promise<LimitOutcome> | LimitOutcome {
+    storeFailed(err);
+    if (insurance) return consumeMemory(insurance, key, 'insurance');
+    if (store.onStoreError === 'fail-open') return { allowed: true, remaining: budget.points, resetMs: budget.durationSeconds * 1000, via: 'open' };
+    throw new GatewayError(503, 'RATE_LIMIT_STORE_DOWN', 'Service temporarily unavailable', { 'Retry-After': '1' });
+  }
+
+  /** One count in Redis, for one request. */
+  async function consumeOne(key: string): Promise<LimitOutcome> {
+    try {
+      const res = await withTimeout(shared.consume(key), store.storeTimeoutMs);
+      health.succeeded();
+      return { allowed: true, remaining: res.remainingPoints, resetMs: res.msBeforeNext, via: 'redis' };
+    } catch (err) {
+      if (err instanceof RateLimiterRes) {
         health.succeeded();
-        return { allowed: true, remaining: res.remainingPoints, resetMs: res.msBeforeNext, via: 'redis' };
-      } catch (err) {
-        if (err instanceof RateLimiterRes) {
-          health.succeeded();
-          return { allowed: false, remaining: 0, resetMs: err.msBeforeNext, via: 'redis' };
-        }
-        storeFailed(err);
-        if (insurance) return consumeMemory(insurance, key, 'insurance');
-        if (store.onStoreError === 'fail-open') return { allowed: true, remaining: budget.points, resetMs: budget.durationSeconds * 1000, via: 'open' };
-        throw new GatewayError(503, 'RATE_LIMIT_STORE_DOWN', 'Service temporarily unavailable', { 'Retry-After': '1' });
+        return { allowed: false, remaining: 0, resetMs: err.msBeforeNext, via: 'redis' };
       }
-    },
+      return withoutStore(key, err);
+    }
+  }
+
+  /**
+   * A client's requests arrive in bursts (a timeline opens 50 thumbnails at once): the requests for
+   * one key that arrive in the same event-loop turn are counted in Redis with one command of n
+   * points. Still exact: Redis returns the total after adding n, so the i-th of the n (in arrival
+   * order) is allowed exactly when total - n + i ≤ budget, as if each had been counted alone.
+   * Not for blocking budgets (the login guard): a block is decided by Redis per attempt.
+   */
+  const turn = new Map<string, ((outcome: LimitOutcome | Error) => void)[]>();
+  let flushScheduled = false;
+  function flushTurn(): void {
+    flushScheduled = false;
+    for (const [key, waiters] of turn) void countBatch(key, waiters);
+    turn.clear();
+  }
+  async function countBatch(key: string, waiters: ((outcome: LimitOutcome | Error) => void)[]): Promise<void> {
+    const n = waiters.length;
+    let total: number;
+    let resetMs: number;
+    try {
+      const res = await withTimeout(shared.consume(key, n), store.storeTimeoutMs);
+      ({ consumedPoints: total, msBeforeNext: resetMs } = res);
+      health.succeeded();
+    } catch (err) {
+      if (!(err instanceof RateLimiterRes)) {
+        for (const answer of waiters) {
+          try {
+            answer(await withoutStore(key, err));
+          } catch (refusal) {
+            answer(refusal as Error);
+          }
+        }
+        return;
+      }
+      health.succeeded();
+      // consumedPoints 0: refused from the in-memory block without asking Redis (over budget already).
+      total = err.consumedPoints === 0 ? Infinity : err.consumedPoints;
+      resetMs = err.msBeforeNext;
+    }
+    waiters.forEach((answer, i) => {
+      const count = total - n + i + 1;
+      answer({ allowed: count <= budget.points, remaining: Math.max(0, budget.points - count), resetMs, via: 'redis' });
+    });
+  }
+  function consumeInTurn(key: string): Promise<LimitOutcome> {
+    return new Promise((resolve, reject) => {
+      let waiters = turn.get(key);
+      if (waiters === undefined) turn.set(key, (waiters = []));
+      waiters.push((outcome) => (outcome instanceof Error ? reject(outcome) : resolve(outcome)));
+      if (!flushScheduled) {
+        flushScheduled = true;
+        // After the I/O callbacks of this turn: every request read in it has asked by then.
+        setImmediate(flushTurn);
+      }
+    });
+  }
+
+  return {
+    consume: budget.blockSeconds ? consumeOne : consumeInTurn,
     async reward(key, points = 1) {
       try {
         await withTimeout(shared.reward(key, points), store.storeTimeoutMs);

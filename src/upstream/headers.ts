@@ -22,6 +22,8 @@ const HOP_BY_HOP = new Set([
 /** Header names a `Connection` header lists are hop-by-hop for this message too. */
 function connectionListed(value: string | string[] | undefined): Set<string> | undefined {
   if (!value) return undefined;
+  // What nearly every message says (Immich answers `Connection: keep-alive`): nothing listed.
+  if (value === 'keep-alive' || value === 'close' || value === 'Keep-Alive' || value === 'Close') return undefined;
   const names = (Array.isArray(value) ? value.join(',') : value).split(',');
   const listed = new Set<string>();
   for (const name of names) {

@@ -91,6 +91,36 @@ describe.runIf(sharedUrl)('limiter in Redis', () => {
     expect(ttl).toBeGreaterThan(25_000);
   });
 
+  it('a burst in one event-loop turn is one Redis command, and exactly the budget passes, in arrival order', async () => {
+    const prefix = uniquePrefix('burst');
+    const deps = makeDeps(sharedUrl);
+    await ready(deps);
+    const limiter = createLimiter({ points: 10, durationSeconds: 30 }, store(prefix), deps);
+    const commands: string[] = [];
+    const monitor = await deps.redis!.duplicate().monitor();
+    opened.push({ close: () => void monitor.disconnect() });
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      // Scripts only: MONITOR also lists the commands a script runs inside Redis.
+      const name = args[0]!.toLowerCase();
+      if ((name === 'eval' || name === 'evalsha') && args.some((a) => a.includes(prefix))) commands.push(name);
+    });
+    await new Promise((r) => setTimeout(r, 100)); // MONITOR is on
+    // 4 first (one turn), then 8 more (another turn): the second batch crosses the budget midway.
+    const first = await Promise.all(Array.from({ length: 4 }, () => limiter.consume('client')));
+    const second = await Promise.all(Array.from({ length: 8 }, () => limiter.consume('client')));
+    expect(first.map((o) => o.allowed)).toEqual([true, true, true, true]);
+    expect(first.map((o) => o.remaining)).toEqual([9, 8, 7, 6]);
+    expect(second.map((o) => o.allowed)).toEqual([true, true, true, true, true, true, false, false]);
+    expect(second.map((o) => o.remaining)).toEqual([5, 4, 3, 2, 1, 0, 0, 0]);
+    expect(Number(await deps.redis!.get(`${prefix}:client`))).toBe(12);
+    await waitFor(() => commands.length >= 2, 2000, 'commands seen by MONITOR');
+    expect(commands).toHaveLength(2); // one per turn, not one per request
+    // Past the budget: refused (from rate-limiter-flexible's in-memory block, Redis not asked again).
+    const third = await Promise.all(Array.from({ length: 3 }, () => limiter.consume('client')));
+    expect(third.map((o) => o.allowed)).toEqual([false, false, false]);
+    expect(third.every((o) => o.resetMs > 25_000)).toBe(true);
+  });
+
   it('a block (login guard) outlasts the window and a reset clears it everywhere', async () => {
     const prefix = uniquePrefix('block');
     const deps = makeDeps(sharedUrl);
