@@ -12,6 +12,7 @@ import { RedisStore } from '../../src/cache/redis-store.js';
 import type { Env, RouteMatch } from '../../src/env.js';
 import { GatewayError } from '../../src/errors.js';
 import type { ResponseSink } from '../../src/upstream/forward.js';
+import type { CounterSeries } from '../../src/observability/lean-metrics.js';
 import { definePolicy } from '../types.js';
 import { thumbnailCacheOptions } from './schema.js';
 
@@ -89,12 +90,14 @@ export const thumbnailCache = definePolicy({
     const flights = new Flights<CacheEntry>();
     const doorkeeper = options.minUses > 1 ? new Doorkeeper() : undefined;
 
-    // Labelled children resolved once: the hit path only increments.
-    const counters = new Map<string, { inc(): void }>();
+    // Series resolved once per result and route: a lookup only adds 1 to a number.
+    const counters = new Map<string, Record<string, CounterSeries>>();
     for (const route of CACHEABLE_ROUTES.keys()) {
-      for (const result of Object.keys(X_CACHE)) counters.set(`${result} ${route}`, metrics.cacheRequests.labels({ result, route }));
+      const byResult: Record<string, CounterSeries> = {};
+      for (const result of Object.keys(X_CACHE)) byResult[result] = metrics.cacheRequests.series(result, route);
+      counters.set(route, byResult);
     }
-    const count = (result: Result, route: string) => counters.get(`${result} ${route}`)!.inc();
+    const count = (result: Result, route: string) => counters.get(route)![result]!.inc();
 
     /** Longest age an entry may be served at to this principal (native credentials are Immich's to revoke). */
     const maxAgeFor = (c: Context<Env>): number => {
@@ -162,7 +165,7 @@ export const thumbnailCache = definePolicy({
     }
 
     /** A miss: stream the answer through, keeping a copy when it may be stored and fits. */
-    async function fetchAndStore(c: Context<Env>, l: Lookup, flight?: Flight<CacheEntry>): Promise<Response> {
+    function fetchAndStore(c: Context<Env>, l: Lookup, flight?: Flight<CacheEntry>): Promise<Response> {
       const settle = flight === undefined ? noop : flight.settle;
       count('miss', l.route);
       c.get('notes').cache = 'MISS';
@@ -253,7 +256,11 @@ export const thumbnailCache = definePolicy({
       return entry.revalidate ? revalidate(c, l, entry) : send(c, entry, 'hit', l.route, now);
     }
 
-    async function serve(c: Context<Env>, next: Next, match: RouteMatch, cls: CacheClass): Promise<Response | void> {
+    /**
+     * A lookup. Synchronous up to the upstream fetch (a memory hit is answered without an async
+     * frame); Redis lookups and waits for another request's fetch are the async parts.
+     */
+    function serve(c: Context<Env>, next: Next, match: RouteMatch, cls: CacheClass): Promise<Response | void> {
       const route = match.route.path;
       const principal = c.get('principal');
       const maxAgeMs = maxAgeFor(c);
@@ -268,34 +275,41 @@ export const thumbnailCache = definePolicy({
       const now = Date.now();
       const l: Lookup = { key, cls, id, route, seq: memory.snapshot(), maxAgeMs, admit: true };
       const entry = memory.get(key, cls, id, now);
-      if (entry !== undefined && now - entry.storedAt < maxAgeMs) return use(c, l, entry, now);
+      if (entry !== undefined && now - entry.storedAt < maxAgeMs) return Promise.resolve(use(c, l, entry, now));
       l.admit = doorkeeper === undefined || doorkeeper.seen(key);
       // HEAD misses pass through (no body to keep) and lead no fetch.
       if (c.get('upstream').method === 'HEAD') return fetchAndStore(c, l);
 
       const inFlight = flights.waitFor(key);
-      if (inFlight !== undefined) {
-        metrics.cacheCoalesced.inc();
-        const shared = await inFlight;
-        if (shared !== undefined) return send(c, shared, 'hit', route, Date.now());
-        // The leader's answer was not storable: fetch alone (a fresh leader would serialize the waiters).
-        return fetchAndStore(c, { ...l, seq: memory.snapshot() });
-      }
+      if (inFlight !== undefined) return follow(c, l, inFlight);
       const flight = flights.lead(key);
-      try {
-        if (redis !== undefined) {
-          const found = await redis.lookup(key, cls, id, l.seq, now);
-          if (found?.entry !== undefined && now - found.entry.storedAt < maxAgeMs) {
-            memory.set(key, found.entry, cls, id);
-            flight.settle(found.entry.revalidate ? undefined : found.entry);
-            return await use(c, l, found.entry, now);
-          }
-          l.gens = found?.gens;
-        }
-        return await fetchAndStore(c, l, flight);
-      } finally {
-        flight.settle(undefined);
+      // Settled by the sink when the answer is stored; this covers every other ending (not storable,
+      // refused upstream, aborted), so no follower waits forever.
+      const unsettled = () => flight.settle(undefined);
+      if (redis === undefined) return fetchAndStore(c, l, flight).finally(unsettled);
+      return lookupShared(c, l, flight).finally(unsettled);
+    }
+
+    /** Another request is fetching this key: wait for its answer. */
+    async function follow(c: Context<Env>, l: Lookup, inFlight: Promise<CacheEntry | undefined>): Promise<Response> {
+      metrics.cacheCoalesced.inc();
+      const shared = await inFlight;
+      if (shared !== undefined) return send(c, shared, 'hit', l.route, Date.now());
+      // The leader's answer was not storable: fetch alone (a fresh leader would serialize the waiters).
+      return fetchAndStore(c, { ...l, seq: memory.snapshot() });
+    }
+
+    /** Not in memory: ask the shared tier (Redis), then Immich. */
+    async function lookupShared(c: Context<Env>, l: Lookup, flight: Flight<CacheEntry>): Promise<Response> {
+      const now = Date.now();
+      const found = await redis!.lookup(l.key, l.cls, l.id, l.seq, now);
+      if (found?.entry !== undefined && now - found.entry.storedAt < l.maxAgeMs) {
+        memory.set(l.key, found.entry, l.cls, l.id);
+        flight.settle(found.entry.revalidate ? undefined : found.entry);
+        return use(c, l, found.entry, now);
       }
+      l.gens = found?.gens;
+      return fetchAndStore(c, l, flight);
     }
 
     /** Lets the change through, then voids what it touched (unless Immich refused it with a 4xx). */

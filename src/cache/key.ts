@@ -21,6 +21,16 @@ export const CACHEABLE_ROUTES: ReadonlyMap<string, CacheClass> = new Map([
  */
 export function normalizeQuery(query: string): string | undefined {
   if (query === '') return '';
+  // What Immich's apps send: `size=x&c=y` (or one parameter). Two parts in order, no allocation.
+  const amp = query.indexOf('&');
+  if (amp === -1) return query;
+  if (amp > 0 && query.indexOf('&', amp + 1) === -1 && amp < query.length - 1) {
+    const first = paramName(query, 0, amp);
+    const second = paramName(query, amp + 1, query.length);
+    if (first < second) return query;
+    if (first > second) return query.slice(amp + 1) + '&' + query.slice(0, amp);
+    return undefined;
+  }
   const parts = query.split('&').filter((p) => p !== '');
   if (parts.length <= 1) return parts[0] ?? '';
   const named = parts.map((p) => {
@@ -30,6 +40,11 @@ export function normalizeQuery(query: string): string | undefined {
   named.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
   for (let i = 1; i < named.length; i++) if (named[i]!.name === named[i - 1]!.name) return undefined;
   return named.map((n) => n.part).join('&');
+}
+
+function paramName(query: string, from: number, to: number): string {
+  const eq = query.indexOf('=', from);
+  return query.slice(from, eq === -1 || eq > to ? to : eq);
 }
 
 /**

@@ -36,7 +36,7 @@ export class Metrics {
   readonly rateLimitInsurance: Gauge;
   readonly loginBlocked: Counter<'kind'>;
   readonly loginFailures: Counter<'kind'>;
-  readonly cacheRequests: Counter<'result' | 'route'>;
+  readonly cacheRequests: LeanCounter<'result' | 'route'>;
   readonly cacheStoredBytes: Gauge<'tier'>;
   readonly cacheServedBytes: Counter;
   readonly cacheEvictions: Counter;
@@ -72,7 +72,7 @@ export class Metrics {
     this.rateLimitInsurance = new Gauge({ name: 'immich_gateway_ratelimit_insurance_active', help: '1 while the in-memory insurance limiter stands in for Redis.', registers: r });
     this.loginBlocked = new Counter({ name: 'immich_gateway_login_blocked_total', help: 'Login / share-password attempts refused by the brute-force guard.', labelNames: ['kind'], registers: r });
     this.loginFailures = new Counter({ name: 'immich_gateway_login_failures_total', help: 'Failed logins / share-password attempts seen (upstream 401).', labelNames: ['kind'], registers: r });
-    this.cacheRequests = new Counter({ name: 'immich_gateway_cache_requests_total', help: 'Thumbnail cache lookups, by result (hit, miss, bypass, revalidated).', labelNames: ['result', 'route'], registers: r });
+    this.cacheRequests = new LeanCounter({ name: 'immich_gateway_cache_requests_total', help: 'Thumbnail cache lookups, by result (hit, miss, bypass, revalidated).', labelNames: ['result', 'route'], registers: r });
     this.cacheStoredBytes = new Gauge({ name: 'immich_gateway_cache_stored_bytes', help: 'Bytes held by the thumbnail cache, by tier.', labelNames: ['tier'], registers: r });
     this.cacheServedBytes = new Counter({ name: 'immich_gateway_cache_served_bytes_total', help: 'Bytes served from the cache (bytes Immich did not have to send).', registers: r });
     this.cacheEvictions = new Counter({ name: 'immich_gateway_cache_evictions_total', help: 'Entries evicted from the in-memory cache to stay within its byte bound.', registers: r });

@@ -14,6 +14,23 @@ describe('normalizeQuery', () => {
     expect(normalizeQuery(query)).toBe(expected);
   });
 
+  it('the two-parameter fast path agrees with the general rule on every shape', () => {
+    // The general rule, written plainly: drop empty parts, sort by name, refuse a repeated name.
+    const reference = (query: string): string | undefined => {
+      const parts = query.split('&').filter((p) => p !== '');
+      const name = (p: string) => (p.includes('=') ? p.slice(0, p.indexOf('=')) : p);
+      const sorted = [...parts].sort((x, y) => (name(x) < name(y) ? -1 : name(x) > name(y) ? 1 : 0));
+      if (sorted.some((p, i) => i > 0 && name(p) === name(sorted[i - 1]!))) return undefined;
+      return sorted.join('&');
+    };
+    const pieces = ['', 'a', 'b', 'a=1', 'a=2', 'b=1', 'b=', '=x', 'size=preview', 'c=1=2', 'A=1'];
+    for (const x of pieces) for (const y of pieces) for (const sep of ['&', '&&']) {
+      const query = `${x}${sep}${y}`;
+      if (query === '') continue;
+      expect(normalizeQuery(query), query).toBe(reference(query));
+    }
+  });
+
   it('refuses a parameter given twice (which copy Immich reads is not ours to guess)', () => {
     expect(normalizeQuery('size=preview&size=thumbnail')).toBeUndefined();
     expect(normalizeQuery('size=thumbnail&c=1&size=preview')).toBeUndefined();
