@@ -12,7 +12,10 @@ import type { Metric, MetricObjectWithValues, MetricValue, MetricValueWithName, 
  */
 abstract class LeanMetric<S> {
   readonly aggregator = 'sum';
-  private readonly all = new Map<string, { labels: Record<string, string>; series: S }>();
+  /** Every series, in creation order (what a scrape prints). */
+  private readonly all: { labels: Record<string, string>; series: S }[] = [];
+  /** Label values → series, one Map level per label: no key string is built per update. */
+  private root = new Map<string, unknown>();
 
   constructor(
     public name: string,
@@ -29,26 +32,35 @@ abstract class LeanMetric<S> {
 
   /** The series for these label values, given in `labelNames` order. Keep it: updates are then free. */
   series(...values: string[]): S {
-    const key = values.length === 1 ? values[0]! : values.join('\u0000');
-    let found = this.all.get(key);
+    let node = this.root;
+    const last = this.labelNames.length - 1;
+    for (let i = 0; i < last; i++) {
+      let next = node.get(values[i] ?? '') as Map<string, unknown> | undefined;
+      if (next === undefined) node.set(values[i] ?? '', (next = new Map()));
+      node = next;
+    }
+    const leaf = values[last] ?? '';
+    let found = node.get(leaf) as S | undefined;
     if (found === undefined) {
       const labels: Record<string, string> = {};
       this.labelNames.forEach((name, i) => (labels[name] = values[i] ?? ''));
-      found = { labels, series: this.create() };
-      this.all.set(key, found);
+      found = this.create();
+      this.all.push({ labels, series: found });
+      node.set(leaf, found);
     }
-    return found.series;
+    return found;
   }
 
   get(): Promise<MetricObjectWithValues<MetricValue<string>>> {
     const values: MetricValue<string>[] = [];
-    for (const { labels, series } of this.all.values()) values.push(...this.values(labels, series));
+    for (const { labels, series } of this.all) values.push(...this.values(labels, series));
     const metric = { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
     return Promise.resolve(metric as unknown as MetricObjectWithValues<MetricValue<string>>);
   }
 
   reset(): void {
-    this.all.clear();
+    this.all.length = 0;
+    this.root = new Map();
   }
 }
 

@@ -101,21 +101,29 @@ export interface RequestRecord {
 
 /** Records the RED metrics of one request (the observe phase). */
 export function requestRecorder(metrics: Metrics): (r: RequestRecord) => void {
-  const typeOf = new Map<string, string>();
+  // The client type is a pure function of two headers: remembered (bounded) rather than re-matched.
+  const typeOf = new Map<string, Map<string, string>>();
+  let remembered = 0;
+  const typeFor = (deviceType: string, userAgent: string): string => {
+    let byAgent = typeOf.get(deviceType);
+    let type = byAgent?.get(userAgent);
+    if (type === undefined) {
+      type = clientType(deviceType || undefined, userAgent || undefined);
+      if (remembered < 10_000) {
+        if (byAgent === undefined) typeOf.set(deviceType, (byAgent = new Map()));
+        byAgent.set(userAgent, type);
+        remembered++;
+      }
+    }
+    return type;
+  };
   return (r) => {
     const status = STATUS_TEXT[r.status] ?? String(r.status);
     metrics.requests.series(r.method, r.route, status, r.client).inc();
     metrics.requestDuration.series(r.method, r.route).observe(r.seconds);
     if (r.bytesIn) metrics.requestBytes.series(r.route, r.client).inc(r.bytesIn);
     if (r.bytesOut) metrics.responseBytes.series(r.route, r.client).inc(r.bytesOut);
-    // The client type is a pure function of two headers: remembered (bounded) rather than re-matched.
-    const agent = `${r.deviceType ?? ''}\u0000${r.userAgent ?? ''}`;
-    let type = typeOf.get(agent);
-    if (type === undefined) {
-      type = clientType(r.deviceType || undefined, r.userAgent || undefined);
-      if (typeOf.size < 10_000) typeOf.set(agent, type);
-    }
-    metrics.clientTypes.series(type).inc();
+    metrics.clientTypes.series(typeFor(r.deviceType ?? '', r.userAgent ?? '')).inc();
   };
 }
 
