@@ -178,6 +178,7 @@ export function createApp(config: GatewayConfig, deps: Deps, phases: PhaseMiddle
   };
 
   app.onError((err, c) => renderError(c, err, logger));
+  app.notFound((c) => renderError(c, new GatewayError(404, 'NOT_FOUND', 'Not found'), logger)); // never reached: one handler takes every path
   // The whole pipeline is one Hono handler: Hono's router has nothing to choose between, and its
   // composer awaits every layer (an async frame per policy per request); chain() does not.
   app.all('*', (c) => {
