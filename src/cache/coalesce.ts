@@ -13,37 +13,54 @@ export interface Flight<T> {
  * undefined and each waiter fetches for itself.
  */
 export class Flights<T> {
-  private readonly inFlight = new Map<string, { promise: Promise<T | undefined>; flight: { waited: boolean } }>();
+  private readonly inFlight = new Map<string, Lead<T>>();
 
   /** The result a leader is fetching for `key`, if one is. */
   waitFor(key: string): Promise<T | undefined> | undefined {
-    const found = this.inFlight.get(key);
-    if (found === undefined) return undefined;
-    found.flight.waited = true;
-    return found.promise;
+    return this.inFlight.get(key)?.follow();
   }
 
   /** Registers the caller as leader of the fetch for `key`. */
   lead(key: string): Flight<T> {
-    let resolve!: (result: T | undefined) => void;
-    const promise = new Promise<T | undefined>((r) => {
-      resolve = r;
+    const lead = new Lead<T>(() => {
+      if (this.inFlight.get(key) === lead) this.inFlight.delete(key);
     });
-    let done = false;
-    const flight = {
-      waited: false,
-      settle: (result: T | undefined) => {
-        if (done) return;
-        done = true;
-        if (this.inFlight.get(key)?.promise === promise) this.inFlight.delete(key);
-        resolve(result);
-      },
-    };
-    this.inFlight.set(key, { promise, flight });
-    return flight;
+    this.inFlight.set(key, lead);
+    return lead;
   }
 
   get size(): number {
     return this.inFlight.size;
   }
+}
+
+/**
+ * One fetch in flight. Most misses are never followed (one-off thumbnails): the promise followers
+ * wait on is made only when the first one arrives.
+ */
+class Lead<T> implements Flight<T> {
+  waited = false;
+  private done = false;
+  private result: T | undefined;
+  private promise: Promise<T | undefined> | undefined;
+  private resolve: ((result: T | undefined) => void) | undefined;
+
+  constructor(private readonly onDone: () => void) {}
+
+  follow(): Promise<T | undefined> {
+    this.waited = true;
+    if (this.promise === undefined) {
+      this.promise = this.done ? Promise.resolve(this.result) : new Promise((r) => (this.resolve = r));
+    }
+    return this.promise;
+  }
+
+  /** An arrow: callers hand `flight.settle` around unbound. */
+  readonly settle = (result: T | undefined): void => {
+    if (this.done) return;
+    this.done = true;
+    this.result = result;
+    this.onDone();
+    this.resolve?.(result);
+  };
 }
