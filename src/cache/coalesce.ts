@@ -41,17 +41,15 @@ export class Flights<T> {
 class Lead<T> implements Flight<T> {
   waited = false;
   private done = false;
-  private result: T | undefined;
   private promise: Promise<T | undefined> | undefined;
   private resolve: ((result: T | undefined) => void) | undefined;
 
   constructor(private readonly onDone: () => void) {}
 
+  /** Only ever called while the lead is in flight (a settled lead has left the map). */
   follow(): Promise<T | undefined> {
     this.waited = true;
-    if (this.promise === undefined) {
-      this.promise = this.done ? Promise.resolve(this.result) : new Promise((r) => (this.resolve = r));
-    }
+    this.promise ??= new Promise((r) => (this.resolve = r));
     return this.promise;
   }
 
@@ -59,7 +57,6 @@ class Lead<T> implements Flight<T> {
   readonly settle = (result: T | undefined): void => {
     if (this.done) return;
     this.done = true;
-    this.result = result;
     this.onDone();
     this.resolve?.(result);
   };
