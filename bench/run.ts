@@ -106,6 +106,7 @@ const SCENARIOS: Scenario[] = [
   { name: 'legacy-path-thumb', group: 'legacy', target: 'gateway-legacy', request: 'thumb-legacy', what: 'old path /api/asset/thumbnail/{id}, translated' },
   { name: 'alt-thumb', group: 'alt', target: 'gateway-alt', request: 'thumb', what: 'gateway from --alt-dist, no policies' },
   { name: 'alt-json', group: 'alt', target: 'gateway-alt', request: 'json', what: 'gateway from --alt-dist, no policies' },
+  { name: 'alt-cache-hit', group: 'alt', target: 'gateway-cache-alt', request: 'thumb', auth: 'gateway-key', expectCache: 'HIT', what: 'gateway from --alt-dist, cache HIT (as cache-hit)' },
 ];
 
 interface Ratio {
@@ -140,6 +141,7 @@ const RATIOS: Ratio[] = [
   { name: 'legacy path/current path', a: 'legacy-path-thumb', b: 'legacy-on-thumb', issue: '#6' },
   { name: 'thumb alt/gateway', a: 'alt-thumb', b: 'gateway-thumb', issue: 'A/B' },
   { name: 'json alt/gateway', a: 'alt-json', b: 'gateway-json', issue: 'A/B' },
+  { name: 'cache hit alt/gateway', a: 'alt-cache-hit', b: 'cache-hit', issue: 'A/B' },
   { name: 'metrics on/off', a: 'gateway-thumb', b: 'metrics-off-thumb', min: 0.95, issue: '#7' },
 ];
 
@@ -197,7 +199,7 @@ async function startGatewayProcess(variant: GatewayVariant, upstreamUrl: string,
   const configFile = join(dir, `${variant.name}.json`);
   writeFileSync(configFile, JSON.stringify(variant.config, null, 2));
   const nodeArgs = args.profile ? ['--cpu-prof', `--cpu-prof-dir=${join(RESULTS, 'profiles')}`, `--cpu-prof-name=${variant.name}-${Date.now()}.cpuprofile`] : [];
-  const dist = variant.name === 'gateway-alt' ? args['alt-dist']! : (args.dist ?? join(ROOT, 'dist'));
+  const dist = variant.name.endsWith('-alt') ? args['alt-dist']! : (args.dist ?? join(ROOT, 'dist'));
   const proc = start(variant.name, process.execPath, [...nodeArgs, join(dist, 'src', 'main.js')], {
     cpus: SERVER_CPU,
     // The access log goes to /dev/null: what is measured is the gateway's cost, not a terminal's.
@@ -513,12 +515,13 @@ function selected(): Scenario[] {
   return SCENARIOS.filter((s) => wanted.has(s.name) || wanted.has(s.group) || wanted.has(s.target));
 }
 
-/** The `gateway` variant's config, run from the build in --alt-dist. */
-function altVariant(variants: Map<string, VariantOrSkip>): VariantOrSkip {
-  const base = variants.get('gateway')!;
-  if (!args['alt-dist']) return { name: 'gateway-alt', skip: 'no --alt-dist given' };
-  if (!existsSync(join(args['alt-dist'], 'src', 'main.js'))) return { name: 'gateway-alt', skip: `no src/main.js under ${args['alt-dist']}` };
-  return { ...base, name: 'gateway-alt' } as GatewayVariant;
+/** `<variant>-alt`: that variant's config, run from the build in --alt-dist. */
+function altVariant(variants: Map<string, VariantOrSkip>, name: string): VariantOrSkip {
+  const base = variants.get(name.slice(0, -'-alt'.length))!;
+  if (!args['alt-dist']) return { name, skip: 'no --alt-dist given' };
+  if (!existsSync(join(args['alt-dist'], 'src', 'main.js'))) return { name, skip: `no src/main.js under ${args['alt-dist']}` };
+  if ('skip' in base) return { name, skip: base.skip };
+  return { ...base, name };
 }
 
 function build(): void {
@@ -535,7 +538,7 @@ async function main(): Promise<void> {
   const variants = await gatewayVariants();
   if (args.list) {
     for (const s of SCENARIOS) {
-      const v = s.target === 'gateway-alt' ? altVariant(variants) : variants.get(s.target);
+      const v = s.target.endsWith('-alt') ? altVariant(variants, s.target) : variants.get(s.target);
       const skip = v && 'skip' in v ? `  [skipped: ${v.skip}]` : '';
       process.stdout.write(`${s.group.padEnd(9)} ${s.name.padEnd(20)} ${s.what}${skip}\n`);
     }
@@ -576,7 +579,7 @@ async function main(): Promise<void> {
           if (name === 'node-static' || name === 'node-proxy') t = await startNodeFloor(name === 'node-static' ? 'static' : 'proxy', upstream.url);
           else if (name === 'fastify') t = await startFastify(upstream.url);
           else {
-            const v = name === 'gateway-alt' ? altVariant(variants) : variants.get(name);
+            const v = name.endsWith('-alt') ? altVariant(variants, name) : variants.get(name);
             if (!v) throw new Error(`unknown target ${name}`);
             if ('skip' in v) throw new Error(v.skip);
             t = await startGatewayProcess(v, upstream.url, dir);

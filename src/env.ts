@@ -106,7 +106,7 @@ export type Variables = {
   notes: Record<string, string>;
 };
 
-/** Node bindings passed by @hono/node-server, plus the socket of an upgrade request. */
+/** Node's request and response (src/listener.ts), plus the socket of an upgrade request. */
 export type Bindings = {
   incoming: IncomingMessage;
   outgoing: ServerResponse | undefined;

@@ -2,7 +2,6 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { getRequestListener } from '@hono/node-server';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
@@ -11,6 +10,7 @@ import { createApp } from './app.js';
 import type { GatewayConfig } from './config/schema.js';
 import type { Deps } from './deps.js';
 import { immichErrorBody } from './errors.js';
+import { nodeListener } from './listener.js';
 import { createLogger } from './observability/logging.js';
 import { Metrics } from './observability/metrics.js';
 import { compileRouteTable, loadRouteTable } from './routing/route-table.js';
@@ -79,8 +79,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
   }
   const app = createApp(config, deps, phases);
 
-  const listener = getRequestListener(app.fetch, { overrideGlobalObjects: false });
-  const server = createServer({ maxHeaderSize: config.server.maxHeaderBytes, requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000 }, listener);
+  const server = createServer({ maxHeaderSize: config.server.maxHeaderBytes, requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000 }, nodeListener(app));
   // A client that half-closes after its request (`nc -N`, some scripts) still gets its answer, as from
   // nginx; by default Node would abort the request when the client's side ends.
   (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
