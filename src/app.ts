@@ -1,5 +1,5 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { Hono, type Context, type MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { GatewayConfig } from './config/schema.js';
 import type { Deps } from './deps.js';
@@ -30,8 +30,14 @@ function newRequestId(): string {
   return ID_PREFIX + idCounter.toString(36);
 }
 
-export function createApp(config: GatewayConfig, deps: Deps, phases: PhaseMiddlewares): Hono<Env> {
-  const app = new Hono<Env>();
+/**
+ * The whole request pipeline as one function of a Hono Context (src/listener.ts makes the Context).
+ * It answers every request itself, usually straight to Node's response; it returns a Response only
+ * when one is still to be written (the gateway's own endpoints, legacy answers).
+ */
+export type Pipeline = (c: Context<Env>) => Promise<Response | void>;
+
+export function createPipeline(config: GatewayConfig, deps: Deps, phases: PhaseMiddlewares): Pipeline {
   const trusted = new AddressSet(config.server.trustedProxies);
   const { metrics, logger, forwarder, routes } = deps;
   const metricsToken = config.metrics.bearerTokenEnv ? process.env[config.metrics.bearerTokenEnv] : undefined;
@@ -64,20 +70,22 @@ export function createApp(config: GatewayConfig, deps: Deps, phases: PhaseMiddle
 
   /**
    * Phase 2, observe: one access line and the RED metrics per request, labelled by template. An error
-   * is answered (Immich's shape) before the request is recorded, so the record has the final status.
+   * (a refused path in the context phase too) is answered in Immich's shape before the request is
+   * recorded, so the record has the final status.
    */
-  const observe = async (c: Context<Env>, handle: (c: Context<Env>) => Promise<Response | void>): Promise<Response> => {
+  const observe = async (c: Context<Env>): Promise<Response> => {
     if (recordMetrics) metrics.inFlightNow++;
     try {
       let res: Response | void;
       try {
+        context(c);
         res = await handle(c);
       } catch (err) {
         res = renderError(c, err, logger);
       }
-      // A Response not yet written (a legacy answer, a health check): Hono writes it once returned.
-      // Anything else was written to the client directly (a policy may `await next()` and return
-      // nothing): say so, or Hono would answer its own 404 on top.
+      // A Response not yet written (a legacy answer, a health check) goes back to the listener, which
+      // writes it. Anything else was written to the client directly (a policy may `await next()` and
+      // return nothing).
       if (res instanceof Response && res !== RESPONSE_ALREADY_SENT) return (c.res = res);
       return RESPONSE_ALREADY_SENT;
     } finally {
@@ -177,15 +185,9 @@ export function createApp(config: GatewayConfig, deps: Deps, phases: PhaseMiddle
     return endpoint ? endpoint(c) : policies(c);
   };
 
-  app.onError((err, c) => renderError(c, err, logger));
-  app.notFound((c) => renderError(c, new GatewayError(404, 'NOT_FOUND', 'Not found'), logger)); // never reached: one handler takes every path
-  // The whole pipeline is one Hono handler: Hono's router has nothing to choose between, and its
-  // composer awaits every layer (an async frame per policy per request); chain() does not.
-  app.all('*', (c) => {
-    context(c);
-    return observe(c, handle);
-  });
-  return app;
+  // No Hono app around this: its router would have one route to choose from, and its composer awaits
+  // every layer (an async frame per policy per request); chain() does not.
+  return observe;
 }
 
 /**

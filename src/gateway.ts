@@ -6,11 +6,11 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { buildPolicies } from '../policies/index.js';
-import { createApp } from './app.js';
+import { createPipeline } from './app.js';
 import type { GatewayConfig } from './config/schema.js';
 import type { Deps } from './deps.js';
 import { immichErrorBody } from './errors.js';
-import { nodeListener } from './listener.js';
+import { contextFor, nodeListener } from './listener.js';
 import { createLogger } from './observability/logging.js';
 import { Metrics } from './observability/metrics.js';
 import { compileRouteTable, loadRouteTable } from './routing/route-table.js';
@@ -77,9 +77,9 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     await releaseAll();
     throw err;
   }
-  const app = createApp(config, deps, phases);
+  const pipeline = createPipeline(config, deps, phases);
 
-  const server = createServer({ maxHeaderSize: config.server.maxHeaderBytes, requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000 }, nodeListener(app));
+  const server = createServer({ maxHeaderSize: config.server.maxHeaderBytes, requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000 }, nodeListener(pipeline));
   // A client that half-closes after its request (`nc -N`, some scripts) still gets its answer, as from
   // nginx; by default Node would abort the request when the client's side ends.
   (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
@@ -88,16 +88,9 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => server.emit('request', req, res));
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
-    let request: Request;
-    try {
-      request = new Request(`http://gateway${req.url ?? '/'}`, { method: 'GET' });
-    } catch {
-      writeRawResponse(socket, 400, { 'content-type': 'application/json' }, immichErrorBody(400, 'Invalid request path', 'none'));
-      return;
-    }
-    Promise.resolve(app.fetch(request, { incoming: req, outgoing: undefined, upgrade: { socket, head } }))
+    pipeline(contextFor({ incoming: req, outgoing: undefined, upgrade: { socket, head } }))
       .then(async (response) => {
-        if (response.headers.get('x-hono-already-sent')) return;
+        if (!(response instanceof Response) || response.headers.get('x-hono-already-sent')) return;
         writeRawResponse(socket, response.status, Object.fromEntries(response.headers), Buffer.from(await response.arrayBuffer()));
       })
       .catch(() => socket.destroy());
