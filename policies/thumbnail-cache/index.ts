@@ -166,7 +166,12 @@ export const thumbnailCache = definePolicy({
       const head = c.get('upstream').method === 'HEAD';
       return forwarder.pipe(c, (status, headers): ResponseSink | undefined => {
         headers['x-cache'] = 'MISS';
-        if (head) return undefined;
+        // Neither asked for before (minUses) nor awaited by another request: nothing will be stored,
+        // so nothing is kept, and the flight ends now (a request for the key from here on leads its own).
+        if (head || !(l.admit || flight?.waited === true)) {
+          settle(undefined);
+          return undefined;
+        }
         const plan = storagePlan(status, headers, limits);
         if (plan === undefined) return undefined;
         plan.ttlMs = Math.min(plan.ttlMs, l.maxAgeMs);
@@ -188,8 +193,7 @@ export const thumbnailCache = definePolicy({
           },
           end() {
             // Stored when asked for before (minUses), or by several at once (then the waiters get it too).
-            const wanted = l.admit || flight?.waited === true;
-            if (!wanted || chunks === undefined || (declared !== undefined && declared !== size)) return settle(undefined);
+            if (chunks === undefined || (declared !== undefined && declared !== size)) return settle(undefined);
             const at = Date.now();
             const entry = buildEntry(headers, bodyOf(chunks, size), plan, at, l.seq);
             memory.set(l.key, entry, l.cls, l.id);

@@ -78,10 +78,22 @@ export function stripCredentialQuery(url: string): string {
   return removeQueryParams(url, CREDENTIAL_QUERY);
 }
 
+/**
+ * Can the query of `url` (from `q`, its `?`) hold one of `names`? Without `%` or `+` a name reads as
+ * written, so it must appear in the lower-cased query; most queries (`size=thumbnail`) are settled
+ * here without splitting and decoding every parameter.
+ */
+function mayHoldParam(url: string, q: number, names: ReadonlySet<string>): boolean {
+  if (url.indexOf('%', q) !== -1 || url.indexOf('+', q) !== -1) return true;
+  const query = url.slice(q).toLowerCase();
+  for (const name of names) if (query.indexOf(name) !== -1) return true;
+  return false;
+}
+
 /** `url` without the parameters whose decoded, lower-cased name is in `names`; the rest byte for byte. */
 export function removeQueryParams(url: string, names: ReadonlySet<string>): string {
   const q = url.indexOf('?');
-  if (q === -1) return url;
+  if (q === -1 || !mayHoldParam(url, q, names)) return url;
   const kept: string[] = [];
   let removed = false;
   for (const pair of url.slice(q + 1).split('&')) {

@@ -26,6 +26,10 @@ describe('stripCredentialQuery', () => {
     ['/a?keyword=x&monkey=y&keys=z', '/a?keyword=x&monkey=y&keys=z'],
     ['/a?a=1&&b=2', '/a?a=1&&b=2'],
     ['/a?key', '/a'],
+    ['/a?size=thumbnail&c=Zm9v', '/a?size=thumbnail&c=Zm9v'],
+    ['/a?SLUG=x&size=preview', '/a?size=preview'],
+    ['/a?ke%79=1&size=preview', '/a?size=preview'],
+    ['/a?size=preview&sessionKey=a+b', '/a?size=preview'],
   ])('%s → %s', (input, expected) => {
     expect(stripCredentialQuery(input)).toBe(expected);
   });
