@@ -160,7 +160,7 @@ export const thumbnailCache = definePolicy({
 
     /** A miss: stream the answer through, keeping a copy when it may be stored and fits. */
     function fetchAndStore(c: Context<Env>, l: Lookup, flight?: Flight<CacheEntry>): Promise<Response> {
-      const settle = flight === undefined ? noop : flight.settle;
+      const settle = (entry: CacheEntry | undefined): void => flight?.settle(entry);
       count('miss', l.route);
       c.get('notes').cache = 'MISS';
       const head = c.get('upstream').method === 'HEAD';

@@ -22,9 +22,7 @@ export class Flights<T> {
 
   /** Registers the caller as leader of the fetch for `key`. */
   lead(key: string): Flight<T> {
-    const lead = new Lead<T>(() => {
-      if (this.inFlight.get(key) === lead) this.inFlight.delete(key);
-    });
+    const lead = new Lead<T>(this.inFlight, key);
     this.inFlight.set(key, lead);
     return lead;
   }
@@ -35,8 +33,9 @@ export class Flights<T> {
 }
 
 /**
- * One fetch in flight. Most misses are never followed (one-off thumbnails): the promise followers
- * wait on is made only when the first one arrives.
+ * One fetch in flight. Every miss leads one, so it allocates nothing beyond itself; and most misses
+ * are never followed (one-off thumbnails): the promise followers wait on is made only when the first
+ * one arrives.
  */
 class Lead<T> implements Flight<T> {
   waited = false;
@@ -44,7 +43,10 @@ class Lead<T> implements Flight<T> {
   private promise: Promise<T | undefined> | undefined;
   private resolve: ((result: T | undefined) => void) | undefined;
 
-  constructor(private readonly onDone: () => void) {}
+  constructor(
+    private readonly inFlight: Map<string, Lead<T>>,
+    private readonly key: string,
+  ) {}
 
   /** Only ever called while the lead is in flight (a settled lead has left the map). */
   follow(): Promise<T | undefined> {
@@ -53,11 +55,10 @@ class Lead<T> implements Flight<T> {
     return this.promise;
   }
 
-  /** An arrow: callers hand `flight.settle` around unbound. */
-  readonly settle = (result: T | undefined): void => {
+  settle(result: T | undefined): void {
     if (this.done) return;
     this.done = true;
-    this.onDone();
+    if (this.inFlight.get(this.key) === this) this.inFlight.delete(this.key);
     this.resolve?.(result);
-  };
+  }
 }

@@ -152,4 +152,13 @@ describe('Doorkeeper', () => {
     for (let i = 0; i < 30; i++) d.seen(`z${i}`);
     expect(d.seen('old')).toBe(false);
   });
+
+  it('admits few one-off keys early (false positives) and no key it was told of is ever missed', () => {
+    const d = new Doorkeeper(); // the policy's default capacity
+    let early = 0;
+    for (let i = 0; i < 200_000; i++) if (d.seen(`7:k:bench|a|8f2c4e1a-3b5d-4c7e-9f10-2a3b4c5d6e7f|size=thumbnail&c=${i}`)) early++;
+    expect(early / 200_000).toBeLessThan(0.01);
+    for (let i = 0; i < 1000; i++) d.seen(`again-${i}`);
+    for (let i = 0; i < 1000; i++) expect(d.seen(`again-${i}`)).toBe(true);
+  });
 });
