@@ -15,12 +15,13 @@ export function lazyRequest(incoming: IncomingMessage): Request {
   const method = incoming.method ?? 'GET';
   let real: Request | undefined;
   const materialise = (): Request => {
+    if (real !== undefined) return real;
     const headers = new Headers();
     for (const [name, value] of Object.entries(incoming.headers)) {
       if (value === undefined) continue;
       for (const v of Array.isArray(value) ? value : [value]) headers.append(name, v);
     }
-    return (real ??= new Request(url, { method, headers }));
+    return (real = new Request(url, { method, headers }));
   };
   return new Proxy({ url, method } as unknown as Request, {
     get(own, prop) {
