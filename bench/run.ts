@@ -524,6 +524,11 @@ function altVariant(variants: Map<string, VariantOrSkip>, name: string): Variant
   return { ...base, name };
 }
 
+/** The gateway variant a target names: `<variant>-alt` runs that variant's config from --alt-dist. */
+function variantFor(variants: Map<string, VariantOrSkip>, name: string): VariantOrSkip | undefined {
+  return name.endsWith('-alt') ? altVariant(variants, name) : variants.get(name);
+}
+
 function build(): void {
   if (args['no-build']) return;
   const r = spawnSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -538,7 +543,7 @@ async function main(): Promise<void> {
   const variants = await gatewayVariants();
   if (args.list) {
     for (const s of SCENARIOS) {
-      const v = s.target.endsWith('-alt') ? altVariant(variants, s.target) : variants.get(s.target);
+      const v = variantFor(variants, s.target);
       const skip = v && 'skip' in v ? `  [skipped: ${v.skip}]` : '';
       process.stdout.write(`${s.group.padEnd(9)} ${s.name.padEnd(20)} ${s.what}${skip}\n`);
     }
@@ -579,7 +584,7 @@ async function main(): Promise<void> {
           if (name === 'node-static' || name === 'node-proxy') t = await startNodeFloor(name === 'node-static' ? 'static' : 'proxy', upstream.url);
           else if (name === 'fastify') t = await startFastify(upstream.url);
           else {
-            const v = name.endsWith('-alt') ? altVariant(variants, name) : variants.get(name);
+            const v = variantFor(variants, name);
             if (!v) throw new Error(`unknown target ${name}`);
             if ('skip' in v) throw new Error(v.skip);
             t = await startGatewayProcess(v, upstream.url, dir);

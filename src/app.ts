@@ -33,9 +33,10 @@ function newRequestId(): string {
 /**
  * The whole request pipeline as one function of a Hono Context (src/listener.ts makes the Context).
  * It answers every request itself, usually straight to Node's response; it returns a Response only
- * when one is still to be written (the gateway's own endpoints, legacy answers).
+ * when one is still to be written (the gateway's own endpoints, legacy answers), and otherwise
+ * RESPONSE_ALREADY_SENT.
  */
-export type Pipeline = (c: Context<Env>) => Promise<Response | void>;
+export type Pipeline = (c: Context<Env>) => Promise<Response>;
 
 export function createPipeline(config: GatewayConfig, deps: Deps, phases: PhaseMiddlewares): Pipeline {
   const trusted = new AddressSet(config.server.trustedProxies);

@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
@@ -90,7 +91,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     socket.on('error', () => socket.destroy());
     pipeline(contextFor({ incoming: req, outgoing: undefined, upgrade: { socket, head } }))
       .then(async (response) => {
-        if (!(response instanceof Response) || response.headers.get('x-hono-already-sent')) return;
+        if (response === RESPONSE_ALREADY_SENT) return;
         writeRawResponse(socket, response.status, Object.fromEntries(response.headers), Buffer.from(await response.arrayBuffer()));
       })
       .catch(() => socket.destroy());

@@ -64,14 +64,14 @@ export function nodeListener(pipeline: Pipeline): (incoming: IncomingMessage, ou
   return (incoming, outgoing) => {
     // The pipeline answers its own errors; a rejection here is a bug, still answered in Immich's shape.
     pipeline(contextFor({ incoming, outgoing })).then(
-      (res) => (res instanceof Response && res !== RESPONSE_ALREADY_SENT ? writeResponse(res, outgoing).catch(() => outgoing.destroy()) : undefined),
+      (res) => (res === RESPONSE_ALREADY_SENT ? undefined : writeResponse(res, outgoing).catch(() => outgoing.destroy())),
       () => failed(outgoing),
     );
   };
 }
 
 /** Writes a Response the pipeline returned unsent; nothing when the answer is already out. */
-export async function writeResponse(res: Response, outgoing: ServerResponse): Promise<void> {
+async function writeResponse(res: Response, outgoing: ServerResponse): Promise<void> {
   if (outgoing.headersSent || outgoing.writableEnded) return;
   const headers: Record<string, string | string[]> = {};
   res.headers.forEach((value, name) => {

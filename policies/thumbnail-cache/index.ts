@@ -160,7 +160,6 @@ export const thumbnailCache = definePolicy({
 
     /** A miss: stream the answer through, keeping a copy when it may be stored and fits. */
     function fetchAndStore(c: Context<Env>, l: Lookup, flight?: Flight<CacheEntry>): Promise<Response> {
-      const settle = (entry: CacheEntry | undefined): void => flight?.settle(entry);
       count('miss', l.route);
       c.get('notes').cache = 'MISS';
       const head = c.get('upstream').method === 'HEAD';
@@ -169,7 +168,7 @@ export const thumbnailCache = definePolicy({
         // Neither asked for before (minUses) nor awaited by another request: nothing will be stored,
         // so nothing is kept, and the flight ends now (a request for the key from here on leads its own).
         if (head || !(l.admit || flight?.waited === true)) {
-          settle(undefined);
+          flight?.settle(undefined);
           return undefined;
         }
         const plan = storagePlan(status, headers, limits);
@@ -193,15 +192,15 @@ export const thumbnailCache = definePolicy({
           },
           end() {
             // Stored when asked for before (minUses), or by several at once (then the waiters get it too).
-            if (chunks === undefined || (declared !== undefined && declared !== size)) return settle(undefined);
+            if (chunks === undefined || (declared !== undefined && declared !== size)) return flight?.settle(undefined);
             const at = Date.now();
             const entry = buildEntry(headers, bodyOf(chunks, size), plan, at, l.seq);
             memory.set(l.key, entry, l.cls, l.id);
             if (redis !== undefined && l.gens !== undefined) redis.store(l.key, entry, l.gens, at);
-            settle(entry);
+            flight?.settle(entry);
           },
           fail() {
-            settle(undefined);
+            flight?.settle(undefined);
           },
         };
       });
