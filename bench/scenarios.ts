@@ -1,65 +1,80 @@
 // The gateway configurations the benchmark runs, one gateway process each. A variant whose feature
 // is not registered in policies/index.ts yet is skipped with the reason.
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { POLICIES } from '../policies/index.js';
-import { configSchema } from '../src/config/schema.js';
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { POLICIES } from '../policies/index.js'
+import { configSchema } from '../src/config/schema.js'
 
 export interface GatewayVariant {
-  name: string;
-  logLevel: 'warn' | 'info';
+  name: string
+  logLevel: 'warn' | 'info'
   /** Written as GATEWAY_CONFIG. */
-  config: Record<string, unknown>;
-  redisUrl?: string;
-  env?: Record<string, string>;
+  config: Record<string, unknown>
+  redisUrl?: string
+  env?: Record<string, string>
   /** The key clients of this variant present as `x-api-key`. */
-  gatewayKey?: string;
+  gatewayKey?: string
 }
 
-export type VariantOrSkip = GatewayVariant | { name: string; skip: string };
+export type VariantOrSkip = GatewayVariant | { name: string; skip: string }
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 
 /** Every registered policy switched off: the bare forwarding path. */
 function allOff(registered: string[]): Record<string, false> {
-  return Object.fromEntries(registered.map((name) => [name, false]));
+  return Object.fromEntries(registered.map((name) => [name, false]))
 }
 
 export async function gatewayVariants(): Promise<Map<string, VariantOrSkip>> {
-  const registered = POLICIES.map((p) => p.name);
-  const has = (name: string) => registered.includes(name);
-  const missing = (...names: string[]) => names.filter((n) => !has(n));
-  const out = new Map<string, VariantOrSkip>();
-  const add = (v: VariantOrSkip) => out.set(v.name, v);
+  const registered = POLICIES.map((p) => p.name)
+  const has = (name: string) => registered.includes(name)
+  const missing = (...names: string[]) => names.filter((n) => !has(n))
+  const out = new Map<string, VariantOrSkip>()
+  const add = (v: VariantOrSkip) => out.set(v.name, v)
 
-  add({ name: 'gateway', logLevel: 'warn', config: { policies: allOff(registered) } });
-  add({ name: 'gateway-info', logLevel: 'info', config: { policies: allOff(registered) } });
+  add({ name: 'gateway', logLevel: 'warn', config: { policies: allOff(registered) } })
+  add({ name: 'gateway-info', logLevel: 'info', config: { policies: allOff(registered) } })
 
   // A gateway client with a read scope; the gateway injects the fake Immich's admin key upstream.
-  const gatewayKey = `igw_${randomBytes(32).toString('base64url')}`;
-  const keysFile = join(mkdtempSync(join(tmpdir(), 'igw-bench-keys-')), 'keys.yaml');
+  const gatewayKey = `igw_${randomBytes(32).toString('base64url')}`
+  const keysFile = join(mkdtempSync(join(tmpdir(), 'igw-bench-keys-')), 'keys.yaml')
   writeFileSync(
     keysFile,
     `clients:\n  - name: bench\n    keyHash: "sha256:${createHash('sha256').update(gatewayKey).digest('hex')}"\n` +
-      `    scopes: [asset.view, asset.read, server.about]\n    upstreamKeyEnv: BENCH_IMMICH_KEY\n`,
-  );
-  const keyEnv = { BENCH_IMMICH_KEY: 'fake-admin-key', GATEWAY_KEYS_FILE: keysFile };
+      `    scopes: [asset.view, asset.read, server.about]\n    upstreamKeyEnv: BENCH_IMMICH_KEY\n`
+  )
+  const keyEnv = { BENCH_IMMICH_KEY: 'fake-admin-key', GATEWAY_KEYS_FILE: keysFile }
   // Budgets no benchmark reaches: the limiter counts every request but never refuses one.
   const limiter = (prefix: string) => ({
     keyPrefix: prefix,
-    classes: { thumbnails: { points: 1_000_000_000, durationSeconds: 60 }, api: { points: 1_000_000_000, durationSeconds: 60 } },
-  });
-  const runId = randomBytes(4).toString('hex');
-  const authPolicies = (prefix: string) => ({ ...allOff(registered), 'api-key-auth': {}, scopes: {}, 'rate-limit': limiter(prefix) });
+    classes: {
+      thumbnails: { points: 1_000_000_000, durationSeconds: 60 },
+      api: { points: 1_000_000_000, durationSeconds: 60 },
+    },
+  })
+  const runId = randomBytes(4).toString('hex')
+  const authPolicies = (prefix: string) => ({
+    ...allOff(registered),
+    'api-key-auth': {},
+    scopes: {},
+    'rate-limit': limiter(prefix),
+  })
 
-  const authNeeds = missing('api-key-auth', 'scopes', 'rate-limit');
+  const authNeeds = missing('api-key-auth', 'scopes', 'rate-limit')
   if (authNeeds.length) {
-    const skip = `policy ${authNeeds.join(', ')} not registered in policies/index.ts`;
-    for (const name of ['gateway-auth-mem', 'gateway-auth-redis', 'gateway-cache']) add({ name, skip });
+    const skip = `policy ${authNeeds.join(', ')} not registered in policies/index.ts`
+    for (const name of ['gateway-auth-mem', 'gateway-auth-redis', 'gateway-cache'])
+      add({ name, skip })
   } else {
-    add({ name: 'gateway-auth-mem', logLevel: 'warn', config: { policies: authPolicies(`igw-bench-mem-${runId}`) }, env: keyEnv, gatewayKey });
+    add({
+      name: 'gateway-auth-mem',
+      logLevel: 'warn',
+      config: { policies: authPolicies(`igw-bench-mem-${runId}`) },
+      env: keyEnv,
+      gatewayKey,
+    })
     add({
       name: 'gateway-auth-redis',
       logLevel: 'warn',
@@ -67,27 +82,49 @@ export async function gatewayVariants(): Promise<Map<string, VariantOrSkip>> {
       redisUrl: REDIS_URL,
       env: keyEnv,
       gatewayKey,
-    });
-    if (!has('thumbnail-cache')) add({ name: 'gateway-cache', skip: 'policy thumbnail-cache not registered in policies/index.ts' });
+    })
+    if (!has('thumbnail-cache'))
+      add({
+        name: 'gateway-cache',
+        skip: 'policy thumbnail-cache not registered in policies/index.ts',
+      })
     else {
       add({
         name: 'gateway-cache',
         logLevel: 'warn',
-        config: { policies: { ...authPolicies(`igw-bench-cache-${runId}`), 'thumbnail-cache': {} } },
+        config: {
+          policies: { ...authPolicies(`igw-bench-cache-${runId}`), 'thumbnail-cache': {} },
+        },
         env: keyEnv,
         gatewayKey,
-      });
+      })
     }
   }
 
-  if (!has('legacy-routes')) add({ name: 'gateway-legacy', skip: 'policy legacy-routes not registered in policies/index.ts' });
-  else add({ name: 'gateway-legacy', logLevel: 'warn', config: { policies: { ...allOff(registered), 'legacy-routes': {} } } });
+  if (!has('legacy-routes'))
+    add({
+      name: 'gateway-legacy',
+      skip: 'policy legacy-routes not registered in policies/index.ts',
+    })
+  else
+    add({
+      name: 'gateway-legacy',
+      logLevel: 'warn',
+      config: { policies: { ...allOff(registered), 'legacy-routes': {} } },
+    })
 
-  const metricsOff = configSchema.safeParse({ metrics: { enabled: false } });
+  const metricsOff = configSchema.safeParse({ metrics: { enabled: false } })
   if (metricsOff.success) {
-    add({ name: 'gateway-metrics-off', logLevel: 'warn', config: { metrics: { enabled: false }, policies: allOff(registered) } });
+    add({
+      name: 'gateway-metrics-off',
+      logLevel: 'warn',
+      config: { metrics: { enabled: false }, policies: allOff(registered) },
+    })
   } else {
-    add({ name: 'gateway-metrics-off', skip: 'the config has no switch to turn metrics off (metrics.enabled)' });
+    add({
+      name: 'gateway-metrics-off',
+      skip: 'the config has no switch to turn metrics off (metrics.enabled)',
+    })
   }
-  return out;
+  return out
 }

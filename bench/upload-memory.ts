@@ -6,19 +6,19 @@
 //                                  [--node-arg=--max-semi-space-size=4]
 //   --legacy: 1 GiB (unless --size-mib) through the old `POST /api/asset/upload` with an old minimal
 //             form (assetData only); skipped when the legacy-routes policy is not registered.
-import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
-import { cpus, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { POLICIES } from '../policies/index.js';
-import { ByteSource, startFakeImmich } from '../test/fake-immich/server.js';
-import { freePort, pin, rssBytes, start, waitForHttp } from './lib/procs.js';
+import { spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import http from 'node:http'
+import { cpus, tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { POLICIES } from '../policies/index.js'
+import { ByteSource, startFakeImmich } from '../test/fake-immich/server.js'
+import { freePort, pin, rssBytes, start, waitForHttp } from './lib/procs.js'
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const { values: args } = parseArgs({
   options: {
     'size-mib': { type: 'string' },
@@ -30,72 +30,91 @@ const { values: args } = parseArgs({
     /** Extra node flags for the gateway process, e.g. --node-arg=--max-semi-space-size=4 (repeatable). */
     'node-arg': { type: 'string', multiple: true, default: [] },
   },
-});
-const LEGACY = args.legacy;
-const SIZE = Number(args['size-mib'] ?? (LEGACY ? 1024 : 2048)) * 1024 * 1024;
-const RSS_LIMIT = Number(args['rss-limit-mb']) * 1e6;
-const TWO_CPUS = cpus().length >= 2;
-const CHUNK = 64 * 1024;
-const BOUNDARY = '----immichGatewayBench7MA4YWxkTrZu0gW';
+})
+const LEGACY = args.legacy
+const SIZE = Number(args['size-mib'] ?? (LEGACY ? 1024 : 2048)) * 1024 * 1024
+const RSS_LIMIT = Number(args['rss-limit-mb']) * 1e6
+const TWO_CPUS = cpus().length >= 2
+const CHUNK = 64 * 1024
+const BOUNDARY = '----immichGatewayBench7MA4YWxkTrZu0gW'
 
 function multipartParts(): { head: Buffer; tail: Buffer } {
-  const field = (name: string, value: string) => `--${BOUNDARY}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
+  const field = (name: string, value: string) =>
+    `--${BOUNDARY}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`
   const fields = LEGACY
     ? // An old bot's minimal form: the legacy translation must add what current Immich requires.
       ''
     : field('deviceAssetId', `bench-${Date.now()}`) +
       field('deviceId', 'bench') +
       field('fileCreatedAt', '2024-01-01T00:00:00.000Z') +
-      field('fileModifiedAt', '2024-01-01T00:00:00.000Z');
+      field('fileModifiedAt', '2024-01-01T00:00:00.000Z')
   const head = Buffer.from(
-    `${fields}--${BOUNDARY}\r\nContent-Disposition: form-data; name="assetData"; filename="bench.mp4"\r\nContent-Type: video/mp4\r\n\r\n`,
-  );
-  return { head, tail: Buffer.from(`\r\n--${BOUNDARY}--\r\n`) };
+    `${fields}--${BOUNDARY}\r\nContent-Disposition: form-data; name="assetData"; filename="bench.mp4"\r\nContent-Type: video/mp4\r\n\r\n`
+  )
+  return { head, tail: Buffer.from(`\r\n--${BOUNDARY}--\r\n`) }
 }
 
 function build(): void {
-  if (args['no-build']) return;
-  const r = spawnSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  if (r.status !== 0 && !existsSync(join(ROOT, 'dist', 'src', 'main.js'))) throw new Error(`npm run build failed:\n${r.stdout}${r.stderr}`);
+  if (args['no-build']) return
+  const r = spawnSync('npm', ['run', '--silent', 'build'], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  if (r.status !== 0 && !existsSync(join(ROOT, 'dist', 'src', 'main.js')))
+    throw new Error(`npm run build failed:\n${r.stdout}${r.stderr}`)
 }
 
 async function main(): Promise<void> {
-  const registered = POLICIES.map((p) => p.name);
+  const registered = POLICIES.map((p) => p.name)
   if (LEGACY && !registered.includes('legacy-routes')) {
-    process.stdout.write('skip: the legacy-routes policy is not registered in policies/index.ts\n');
-    return;
+    process.stdout.write('skip: the legacy-routes policy is not registered in policies/index.ts\n')
+    return
   }
-  if (TWO_CPUS) pin(process.pid, '0');
-  build();
+  if (TWO_CPUS) pin(process.pid, '0')
+  build()
 
   // The fake runs in this process (its memory is not what is measured); the gateway is its own.
-  const immich = await startFakeImmich({ maxRecordedRequests: 4 });
-  const dir = mkdtempSync(join(tmpdir(), 'igw-upload-'));
-  const config = join(dir, 'gateway.json');
-  const bare = args.policies === 'bare';
-  const policies = bare ? Object.fromEntries(registered.map((n) => [n, n === 'legacy-routes' && LEGACY ? {} : false])) : {};
-  writeFileSync(config, JSON.stringify({ policies }));
-  const port = await freePort();
-  const gateway = start('gateway', process.execPath, [...args['node-arg'], join(ROOT, 'dist', 'src', 'main.js')], {
-    cpus: TWO_CPUS ? '1' : undefined,
-    stdout: 'ignore',
-    env: { IMMICH_URL: immich.url, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', GATEWAY_CONFIG: config, REDIS_URL: undefined },
-  });
+  const immich = await startFakeImmich({ maxRecordedRequests: 4 })
+  const dir = mkdtempSync(join(tmpdir(), 'igw-upload-'))
+  const config = join(dir, 'gateway.json')
+  const bare = args.policies === 'bare'
+  const policies = bare
+    ? Object.fromEntries(registered.map((n) => [n, n === 'legacy-routes' && LEGACY ? {} : false]))
+    : {}
+  writeFileSync(config, JSON.stringify({ policies }))
+  const port = await freePort()
+  const gateway = start(
+    'gateway',
+    process.execPath,
+    [...args['node-arg'], join(ROOT, 'dist', 'src', 'main.js')],
+    {
+      cpus: TWO_CPUS ? '1' : undefined,
+      stdout: 'ignore',
+      env: {
+        IMMICH_URL: immich.url,
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        LOG_LEVEL: 'warn',
+        GATEWAY_CONFIG: config,
+        REDIS_URL: undefined,
+      },
+    }
+  )
   try {
-    await waitForHttp(gateway, `http://127.0.0.1:${port}/healthz`);
-    const idleRss = rssBytes(gateway.pid);
-    let peak = idleRss;
-    const samples: number[] = [];
+    await waitForHttp(gateway, `http://127.0.0.1:${port}/healthz`)
+    const idleRss = rssBytes(gateway.pid)
+    let peak = idleRss
+    const samples: number[] = []
     const sampler = setInterval(() => {
-      const rss = rssBytes(gateway.pid);
-      samples.push(rss);
-      if (rss > peak) peak = rss;
-    }, 100);
+      const rss = rssBytes(gateway.pid)
+      samples.push(rss)
+      if (rss > peak) peak = rss
+    }, 100)
 
-    const { head, tail } = multipartParts();
-    const fileHash = createHash('sha1');
-    const started = performance.now();
-    const path = LEGACY ? '/api/asset/upload' : '/api/assets';
+    const { head, tail } = multipartParts()
+    const fileHash = createHash('sha1')
+    const started = performance.now()
+    const path = LEGACY ? '/api/asset/upload' : '/api/assets'
     const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
       const req = http.request(
         {
@@ -110,41 +129,45 @@ async function main(): Promise<void> {
           },
         },
         (res) => {
-          let body = '';
-          res.setEncoding('utf8');
-          res.on('data', (d: string) => (body += d));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-        },
-      );
-      req.on('error', reject);
+          let body = ''
+          res.setEncoding('utf8')
+          res.on('data', (d: string) => (body += d))
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+        }
+      )
+      req.on('error', reject)
       // Deterministic bytes, one 64 KiB chunk at a time, written only when the socket drains.
-      const chunks = new ByteSource(`bench-upload-${SIZE}`).chunks(0, SIZE, CHUNK);
-      req.write(head);
+      const chunks = new ByteSource(`bench-upload-${SIZE}`).chunks(0, SIZE, CHUNK)
+      req.write(head)
       const pump = () => {
         for (;;) {
-          const next = chunks.next();
+          const next = chunks.next()
           if (next.done) {
-            req.end(tail);
-            return;
+            req.end(tail)
+            return
           }
-          fileHash.update(next.value);
+          fileHash.update(next.value)
           if (!req.write(next.value)) {
-            req.once('drain', pump);
-            return;
+            req.once('drain', pump)
+            return
           }
         }
-      };
-      pump();
-    });
-    const seconds = (performance.now() - started) / 1000;
-    clearInterval(sampler);
+      }
+      pump()
+    })
+    const seconds = (performance.now() - started) / 1000
+    clearInterval(sampler)
 
-    const upload = immich.requestsTo('/api/assets', 'POST').at(-1)?.upload;
-    const sent = fileHash.digest('hex');
-    const bodyBytes = head.length + SIZE + tail.length;
+    const upload = immich.requestsTo('/api/assets', 'POST').at(-1)?.upload
+    const sent = fileHash.digest('hex')
+    const bodyBytes = head.length + SIZE + tail.length
     const ok =
-      answer.status === 201 && upload !== undefined && upload.fileBytes === SIZE && upload.fileSha1 === sent && (LEGACY || upload.bytes === bodyBytes);
-    const sorted = [...samples].sort((a, b) => a - b);
+      answer.status === 201 &&
+      upload !== undefined &&
+      upload.fileBytes === SIZE &&
+      upload.fileSha1 === sent &&
+      (LEGACY || upload.bytes === bodyBytes)
+    const sorted = [...samples].sort((a, b) => a - b)
     const result = {
       date: new Date().toISOString(),
       node: process.version,
@@ -155,7 +178,13 @@ async function main(): Promise<void> {
       mibPerSecond: SIZE / 1024 / 1024 / seconds,
       status: answer.status,
       answer: answer.body.slice(0, 200),
-      upstream: upload && { status: upload.status, bytes: upload.bytes, fileBytes: upload.fileBytes, fileSha1: upload.fileSha1, fields: upload.fields },
+      upstream: upload && {
+        status: upload.status,
+        bytes: upload.bytes,
+        fileBytes: upload.fileBytes,
+        fileSha1: upload.fileSha1,
+        fields: upload.fields,
+      },
       sentSha1: sent,
       verified: ok,
       rss: {
@@ -164,14 +193,22 @@ async function main(): Promise<void> {
         p50MB: (sorted[Math.floor(sorted.length / 2)] ?? 0) / 1e6,
         samples: samples.length,
         /** Highest RSS of each second of the upload (MB): flat means no growth with bytes sent. */
-        perSecondMB: Array.from({ length: Math.ceil(samples.length / 10) }, (_, i) => Math.round(Math.max(...samples.slice(i * 10, i * 10 + 10)) / 1e5) / 10),
+        perSecondMB: Array.from(
+          { length: Math.ceil(samples.length / 10) },
+          (_, i) => Math.round(Math.max(...samples.slice(i * 10, i * 10 + 10)) / 1e5) / 10
+        ),
       },
       rssLimitMB: RSS_LIMIT / 1e6,
       pass: ok && peak < RSS_LIMIT,
-    };
-    mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
-    const file = join(ROOT, 'bench', 'results', `upload-${LEGACY ? 'legacy-' : ''}${result.date.replace(/[:.]/g, '-')}.json`);
-    writeFileSync(file, JSON.stringify(result, null, 2));
+    }
+    mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true })
+    const file = join(
+      ROOT,
+      'bench',
+      'results',
+      `upload-${LEGACY ? 'legacy-' : ''}${result.date.replace(/[:.]/g, '-')}.json`
+    )
+    writeFileSync(file, JSON.stringify(result, null, 2))
     process.stdout.write(
       [
         `${result.mode}: ${(SIZE / 1024 ** 3).toFixed(2)} GiB in ${seconds.toFixed(1)} s = ${result.mibPerSecond.toFixed(0)} MiB/s`,
@@ -180,13 +217,13 @@ async function main(): Promise<void> {
         `answer ${answer.status}; upstream received ${upload?.fileBytes ?? '?'} file bytes, sha1 ${upload?.fileSha1 ?? '?'} (sent ${sent}): ${ok ? 'identical' : 'MISMATCH'}`,
         result.pass ? 'PASS' : 'FAIL',
         `raw result: ${file}`,
-      ].join('\n') + '\n',
-    );
-    if (!result.pass) process.exitCode = 1;
+      ].join('\n') + '\n'
+    )
+    if (!result.pass) process.exitCode = 1
   } finally {
-    await gateway.stop();
-    await immich.close();
+    await gateway.stop()
+    await immich.close()
   }
 }
 
-await main();
+await main()

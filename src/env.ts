@@ -1,54 +1,54 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Duplex, Readable } from 'node:stream';
-import type { Context } from 'hono';
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Duplex, Readable } from 'node:stream'
+import type { Context } from 'hono'
 
 /** What the route table knows about an Immich operation (generated from Immich's OpenAPI spec). */
 export interface RouteInfo {
-  method: string;
+  method: string
   /** Path template with the /api prefix, Immich style: `/api/assets/{id}/thumbnail`. */
-  path: string;
-  operationId: string;
+  path: string
+  operationId: string
   /** `x-immich-permission`; `all` for an authenticated operation that names none; null for none needed. */
-  permission: string | null;
-  adminOnly: boolean;
+  permission: string | null
+  adminOnly: boolean
   /** No authentication at all (`/api/server/ping`, login...). */
-  public: boolean;
+  public: boolean
   /** Accepts a shared-link `key`/`slug`. */
-  sharedLink: boolean;
-  deprecated: boolean;
+  sharedLink: boolean
+  deprecated: boolean
 }
 
 export interface RouteMatch {
-  route: RouteInfo;
-  params: Record<string, string>;
+  route: RouteInfo
+  params: Record<string, string>
 }
 
 /** A legacy call translated before routing. */
 export interface LegacyMatch {
   /** Rule id from config/legacy-routes.yaml. */
-  rule: string;
-  originalMethod: string;
-  originalPath: string;
+  rule: string
+  originalMethod: string
+  originalPath: string
   /** Current path (with query) the client should move to, for the `Link` header. */
-  successor: string;
+  successor: string
   /** Named response transform, if any. */
-  responseTransform?: string;
+  responseTransform?: string
 }
 
-export type PrincipalKind = 'gateway-key' | 'jwt' | 'native' | 'shared-link' | 'anonymous';
+export type PrincipalKind = 'gateway-key' | 'jwt' | 'native' | 'shared-link' | 'anonymous'
 
 /** Exactly one per request, set by the authenticate phase. */
 export interface Principal {
-  kind: PrincipalKind;
+  kind: PrincipalKind
   /** Bounded label for metrics and logs: a configured client name, `native`, or `anonymous`. Never a secret. */
-  client: string;
+  client: string
   /** Gateway principals only: the granted Immich permissions (already expanded from presets). */
-  scopes?: ReadonlySet<string>;
+  scopes?: ReadonlySet<string>
   /**
    * Identity as the upstream sees it: a hash of the injected or native credential. Cache keys and
    * rate-limit keys use it, so nothing crosses users. Never the credential itself.
    */
-  upstreamIdentity: string;
+  upstreamIdentity: string
 }
 
 /**
@@ -56,17 +56,17 @@ export interface Principal {
  * Header names are lower-case; a `null` value removes the header.
  */
 export interface UpstreamRequest {
-  method: string;
+  method: string
   /** Path plus query, byte-for-byte what goes upstream. */
-  url: string;
-  headerEdits: Record<string, string | null>;
+  url: string
+  headerEdits: Record<string, string | null>
   /**
    * Rewrites the client's body as it streams (legacy multipart backfill). The result goes upstream
    * chunked, since its length is not known in advance.
    */
-  bodyTransform?: (body: Readable) => Readable;
+  bodyTransform?: (body: Readable) => Readable
   /** Replacement body for small JSON rewrites (legacy query → body translations). Never an upload. */
-  body?: Buffer;
+  body?: Buffer
 }
 
 /**
@@ -75,43 +75,43 @@ export interface UpstreamRequest {
  * gateway's CPU on a cache hit). test/style.test.ts keeps it that way.
  */
 export type Variables = {
-  requestId: string;
-  clientIp: string;
+  requestId: string
+  clientIp: string
   /** The direct TCP peer, and whether it is a configured trusted proxy. */
-  peer: { address: string; trusted: boolean };
+  peer: { address: string; trusted: boolean }
   /** process.hrtime.bigint() at arrival. */
-  startedAt: bigint;
+  startedAt: bigint
   /** The path the phases judge: after legacy translation and canonicalisation, without the query. */
-  path: string;
+  path: string
   /** Raw query string including the leading `?`, or ''. */
-  query: string;
-  route?: RouteMatch;
+  query: string
+  route?: RouteMatch
   /** Template or `unmatched`/`web` — what metrics and logs label the request by. */
-  routeLabel: string;
-  legacy?: LegacyMatch;
+  routeLabel: string
+  legacy?: LegacyMatch
   /**
    * Replaces the plain forward as the last step (a legacy rule that rewrites bodies or answers).
    * Runs after authentication, authorization and limits, like the forward it replaces.
    */
-  terminal?: (c: Context<Env>) => Promise<Response>;
-  principal: Principal;
-  upstream: UpstreamRequest;
+  terminal?: (c: Context<Env>) => Promise<Response>
+  principal: Principal
+  upstream: UpstreamRequest
   /** Route class for limits (`thumbnails`, `uploads`, `api`, `login`...). */
-  routeClass: string;
+  routeClass: string
   /** Extra headers to add to whatever response goes back (RateLimit, Deprecation...). */
-  responseHeaders: Record<string, string>;
+  responseHeaders: Record<string, string>
   /** Response body bytes the forwarder sent. */
-  bytesOut?: number;
+  bytesOut?: number
   /** Outcome notes for the access log (cache: HIT/MISS, limiter...). */
-  notes: Record<string, string>;
-};
+  notes: Record<string, string>
+}
 
 /** Node's request and response (src/listener.ts), plus the socket of an upgrade request. */
 export type Bindings = {
-  incoming: IncomingMessage;
-  outgoing: ServerResponse | undefined;
+  incoming: IncomingMessage
+  outgoing: ServerResponse | undefined
   /** Set only for a websocket upgrade: the raw client socket and the bytes read past the headers. */
-  upgrade?: { socket: Duplex; head: Buffer };
-};
+  upgrade?: { socket: Duplex; head: Buffer }
+}
 
-export type Env = { Variables: Variables; Bindings: Bindings };
+export type Env = { Variables: Variables; Bindings: Bindings }

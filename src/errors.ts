@@ -4,23 +4,23 @@
  * Immich 3 clients read `message`, 1.x–2.x clients read all four fields.
  */
 export class GatewayError extends Error {
-  readonly status: number;
+  readonly status: number
   /** SCREAMING_SNAKE code for logs and metrics; never sent as the message. */
-  readonly code: string;
+  readonly code: string
   /** Extra response headers (WWW-Authenticate, Retry-After, RateLimit...). */
-  readonly headers: Record<string, string>;
+  readonly headers: Record<string, string>
 
   constructor(status: number, code: string, message: string, headers: Record<string, string> = {}) {
     // An expected refusal (401, 403, 429 under a flood...) needs no stack: capturing one is the
     // costliest part of building an Error, and it is never shown or logged.
-    const limit = Error.stackTraceLimit;
-    Error.stackTraceLimit = 0;
-    super(message);
-    Error.stackTraceLimit = limit;
-    this.name = 'GatewayError';
-    this.status = status;
-    this.code = code;
-    this.headers = headers;
+    const limit = Error.stackTraceLimit
+    Error.stackTraceLimit = 0
+    super(message)
+    Error.stackTraceLimit = limit
+    this.name = 'GatewayError'
+    this.status = status
+    this.code = code
+    this.headers = headers
   }
 }
 
@@ -41,20 +41,25 @@ const REASONS: Record<number, string> = {
   502: 'Bad Gateway',
   503: 'Service Unavailable',
   504: 'Gateway Timeout',
-};
+}
 
 export function reasonPhrase(status: number): string {
-  return REASONS[status] ?? 'Error';
+  return REASONS[status] ?? 'Error'
 }
 
 export interface ImmichErrorBody {
-  message: string;
-  error: string;
-  statusCode: number;
-  correlationId: string;
+  message: string
+  error: string
+  statusCode: number
+  correlationId: string
 }
 
 export function immichErrorBody(status: number, message: string, correlationId: string): string {
-  const body: ImmichErrorBody = { message, error: reasonPhrase(status), statusCode: status, correlationId };
-  return JSON.stringify(body);
+  const body: ImmichErrorBody = {
+    message,
+    error: reasonPhrase(status),
+    statusCode: status,
+    correlationId,
+  }
+  return JSON.stringify(body)
 }

@@ -1,147 +1,178 @@
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import type { Duplex } from 'node:stream';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import type { Redis } from 'ioredis';
-import type { Logger } from 'pino';
-import { Registry } from 'prom-client';
-import { buildPolicies } from '../policies/index.js';
-import { createPipeline } from './app.js';
-import type { GatewayConfig } from './config/schema.js';
-import type { Deps } from './deps.js';
-import { immichErrorBody } from './errors.js';
-import { contextFor, nodeListener } from './listener.js';
-import { createLogger } from './observability/logging.js';
-import { Metrics } from './observability/metrics.js';
-import { compileRouteTable, loadRouteTable } from './routing/route-table.js';
-import { packageFile } from './paths.js';
-import { createForwarder } from './upstream/forward.js';
-import { writeRawResponse } from './upstream/websocket.js';
+import type { Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
+import type { Redis } from 'ioredis'
+import type { Logger } from 'pino'
+import { Registry } from 'prom-client'
+import { buildPolicies } from '../policies/index.js'
+import { createPipeline } from './app.js'
+import type { GatewayConfig } from './config/schema.js'
+import type { Deps } from './deps.js'
+import { immichErrorBody } from './errors.js'
+import { contextFor, nodeListener } from './listener.js'
+import { createLogger } from './observability/logging.js'
+import { Metrics } from './observability/metrics.js'
+import { compileRouteTable, loadRouteTable } from './routing/route-table.js'
+import { packageFile } from './paths.js'
+import { createForwarder } from './upstream/forward.js'
+import { writeRawResponse } from './upstream/websocket.js'
 
 export interface GatewayOptions {
   /** Tests pass their own logger (to capture lines) and registry. */
-  logger?: Logger;
-  registry?: Registry;
-  routesFile?: string;
+  logger?: Logger
+  registry?: Registry
+  routesFile?: string
 }
 
 export interface Gateway {
-  server: Server;
-  metricsServer?: Server;
-  deps: Deps;
-  url: string;
-  metricsUrl?: string;
+  server: Server
+  metricsServer?: Server
+  deps: Deps
+  url: string
+  metricsUrl?: string
   /** Stops accepting, lets in-flight requests finish (up to the grace period), releases everything. */
-  close(): Promise<void>;
+  close(): Promise<void>
 }
 
-export const DEFAULT_ROUTES_FILE = packageFile('config/immich-routes.json');
+export const DEFAULT_ROUTES_FILE = packageFile('config/immich-routes.json')
 
 /** Builds and starts the gateway: deps, policies, app, main listener, metrics listener. */
-export async function startGateway(config: GatewayConfig, options: GatewayOptions = {}): Promise<Gateway> {
-  const logger = options.logger ?? createLogger(config.logging.level);
-  const metrics = new Metrics(options.registry ?? new Registry());
-  const closers: (() => void | Promise<void>)[] = [];
+export async function startGateway(
+  config: GatewayConfig,
+  options: GatewayOptions = {}
+): Promise<Gateway> {
+  const logger = options.logger ?? createLogger(config.logging.level)
+  const metrics = new Metrics(options.registry ?? new Registry())
+  const closers: (() => void | Promise<void>)[] = []
   const forwarder = createForwarder(config, {
-    onHeaders: (c, seconds) => metrics.upstreamDuration.series(c.get('upstream').method, c.get('routeLabel')).observe(seconds),
+    onHeaders: (c, seconds) =>
+      metrics.upstreamDuration
+        .series(c.get('upstream').method, c.get('routeLabel'))
+        .observe(seconds),
     onError: (kind) => metrics.upstreamErrors.inc({ kind }),
-  });
-  closers.push(() => forwarder.close());
-  let redis: Redis | undefined;
+  })
+  closers.push(() => forwarder.close())
+  let redis: Redis | undefined
   // Without Redis the gauge is absent rather than a constant 0 that would look like an outage.
-  if (!config.redis.url) metrics.registry.removeSingleMetric('immich_gateway_redis_up');
+  if (!config.redis.url) metrics.registry.removeSingleMetric('immich_gateway_redis_up')
   if (config.redis.url) {
     // No offline queue: a command while Redis is down fails at once and the caller falls back.
     // Loaded only when configured: ioredis alone is ~15 MB of resident memory.
-    const { Redis } = await import('ioredis');
+    const { Redis } = await import('ioredis')
     // Auto-pipelining: the commands of every request in one event-loop turn go out in one write and
     // come back in one read, instead of a syscall pair per limiter or cache call.
-    redis = new Redis(config.redis.url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false, enableAutoPipelining: true });
-    redis.on('error', () => {});
-    redis.on('ready', () => metrics.redisUp.set(1));
-    redis.on('close', () => metrics.redisUp.set(0));
-    metrics.redisUp.set(0);
-    closers.push(() => void redis!.disconnect());
+    redis = new Redis(config.redis.url, {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      lazyConnect: false,
+      enableAutoPipelining: true,
+    })
+    redis.on('error', () => {})
+    redis.on('ready', () => metrics.redisUp.set(1))
+    redis.on('close', () => metrics.redisUp.set(0))
+    metrics.redisUp.set(0)
+    closers.push(() => void redis!.disconnect())
   }
   const releaseAll = async () => {
-    for (const fn of closers.reverse()) await fn();
-  };
-  let deps: Deps;
-  let phases;
+    for (const fn of closers.reverse()) await fn()
+  }
+  let deps: Deps
+  let phases
   try {
-    const routes = compileRouteTable(loadRouteTable(options.routesFile ?? DEFAULT_ROUTES_FILE));
-    deps = { logger, metrics, forwarder, routes, redis };
-    phases = await buildPolicies(config, deps, (fn) => closers.push(fn));
+    const routes = compileRouteTable(loadRouteTable(options.routesFile ?? DEFAULT_ROUTES_FILE))
+    deps = { logger, metrics, forwarder, routes, redis }
+    phases = await buildPolicies(config, deps, (fn) => closers.push(fn))
   } catch (err) {
     // A policy that cannot start stops the boot; what was opened so far is released.
-    await releaseAll();
-    throw err;
+    await releaseAll()
+    throw err
   }
-  const pipeline = createPipeline(config, deps, phases);
+  const pipeline = createPipeline(config, deps, phases)
 
-  const server = createServer({ maxHeaderSize: config.server.maxHeaderBytes, requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000 }, nodeListener(pipeline));
+  const server = createServer(
+    {
+      maxHeaderSize: config.server.maxHeaderBytes,
+      requestTimeout: 0,
+      headersTimeout: 60_000,
+      keepAliveTimeout: 65_000,
+    },
+    nodeListener(pipeline)
+  )
   // A client that half-closes after its request (`nc -N`, some scripts) still gets its answer, as from
   // nginx; by default Node would abort the request when the client's side ends.
-  (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+  ;(server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true
   // Handling Expect: 100-continue ourselves: the forward phase sends "100 Continue" only once every
   // policy has let the request through, so a refused upload never starts.
-  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => server.emit('request', req, res));
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) =>
+    server.emit('request', req, res)
+  )
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on('error', () => socket.destroy());
+    socket.on('error', () => socket.destroy())
     pipeline(contextFor({ incoming: req, outgoing: undefined, upgrade: { socket, head } }))
       .then(async (response) => {
-        if (response === RESPONSE_ALREADY_SENT) return;
-        writeRawResponse(socket, response.status, Object.fromEntries(response.headers), Buffer.from(await response.arrayBuffer()));
+        if (response === RESPONSE_ALREADY_SENT) return
+        writeRawResponse(
+          socket,
+          response.status,
+          Object.fromEntries(response.headers),
+          Buffer.from(await response.arrayBuffer())
+        )
       })
-      .catch(() => socket.destroy());
-  });
+      .catch(() => socket.destroy())
+  })
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     // Malformed requests (bad header bytes, oversized headers) get an Immich-shaped answer, not a crash.
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-    const message = status === 431 ? 'Request headers too large' : 'Bad request';
-    writeRawResponse(socket, status, { 'content-type': 'application/json; charset=utf-8' }, immichErrorBody(status, message, 'none'));
-  });
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
+    const message = status === 431 ? 'Request headers too large' : 'Bad request'
+    writeRawResponse(
+      socket,
+      status,
+      { 'content-type': 'application/json; charset=utf-8' },
+      immichErrorBody(status, message, 'none')
+    )
+  })
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.server.port, config.server.host, () => resolve());
-  });
-  const address = server.address() as AddressInfo;
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${address.port}`;
+    server.once('error', reject)
+    server.listen(config.server.port, config.server.host, () => resolve())
+  })
+  const address = server.address() as AddressInfo
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+  const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${address.port}`
 
-  let metricsServer: Server | undefined;
-  let metricsUrl: string | undefined;
+  let metricsServer: Server | undefined
+  let metricsUrl: string | undefined
   if (config.metrics.port !== undefined) {
     metricsServer = createServer(async (req, res) => {
       if (req.url !== '/metrics') {
-        res.writeHead(404).end();
-        return;
+        res.writeHead(404).end()
+        return
       }
-      res.writeHead(200, { 'content-type': metrics.registry.contentType });
-      res.end(await metrics.registry.metrics());
-    });
+      res.writeHead(200, { 'content-type': metrics.registry.contentType })
+      res.end(await metrics.registry.metrics())
+    })
     await new Promise<void>((resolve, reject) => {
-      metricsServer!.once('error', reject);
-      metricsServer!.listen(config.metrics.port, config.metrics.host, () => resolve());
-    });
-    const m = metricsServer.address() as AddressInfo;
-    metricsUrl = `http://${m.family === 'IPv6' ? `[${m.address}]` : m.address}:${m.port}/metrics`;
+      metricsServer!.once('error', reject)
+      metricsServer!.listen(config.metrics.port, config.metrics.host, () => resolve())
+    })
+    const m = metricsServer.address() as AddressInfo
+    metricsUrl = `http://${m.family === 'IPv6' ? `[${m.address}]` : m.address}:${m.port}/metrics`
   }
 
   async function close(): Promise<void> {
-    const grace = config.server.shutdownGraceSeconds * 1000;
-    const drained = new Promise<void>((resolve) => server.close(() => resolve()));
+    const grace = config.server.shutdownGraceSeconds * 1000
+    const drained = new Promise<void>((resolve) => server.close(() => resolve()))
     // Keep-alive connections go idle one by one as their requests finish: close each as it does.
-    const reaper = setInterval(() => server.closeIdleConnections(), 50);
-    server.closeIdleConnections();
-    const timer = setTimeout(() => server.closeAllConnections(), grace);
-    await drained;
-    clearInterval(reaper);
-    clearTimeout(timer);
-    metricsServer?.close();
-    await releaseAll();
+    const reaper = setInterval(() => server.closeIdleConnections(), 50)
+    server.closeIdleConnections()
+    const timer = setTimeout(() => server.closeAllConnections(), grace)
+    await drained
+    clearInterval(reaper)
+    clearTimeout(timer)
+    metricsServer?.close()
+    await releaseAll()
   }
 
-  return { server, metricsServer, deps, url, metricsUrl, close };
+  return { server, metricsServer, deps, url, metricsUrl, close }
 }

@@ -1,37 +1,38 @@
-import { BlockList, isIP } from 'node:net';
+import { BlockList, isIP } from 'node:net'
 
 /** `::ffff:1.2.3.4` (an IPv4 peer on a dual-stack socket) → `1.2.3.4`. */
 export function normalizeIp(address: string | undefined): string {
-  if (!address) return 'unknown';
-  return address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
+  if (!address) return 'unknown'
+  return address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address
 }
 
 /** A set of addresses and CIDR ranges, built once. Throws on a malformed entry (config errors name it). */
 export class AddressSet {
-  private readonly list = new BlockList();
-  readonly empty: boolean;
+  private readonly list = new BlockList()
+  readonly empty: boolean
 
   constructor(entries: readonly string[]) {
-    this.empty = entries.length === 0;
+    this.empty = entries.length === 0
     for (const entry of entries) {
-      const [address = '', prefix] = entry.split('/');
-      const family = isIP(address);
-      if (family === 0) throw new Error(`"${entry}" is not an IP address or CIDR`);
-      const type = family === 4 ? 'ipv4' : 'ipv6';
+      const [address = '', prefix] = entry.split('/')
+      const family = isIP(address)
+      if (family === 0) throw new Error(`"${entry}" is not an IP address or CIDR`)
+      const type = family === 4 ? 'ipv4' : 'ipv6'
       if (prefix === undefined) {
-        this.list.addAddress(address, type);
-        continue;
+        this.list.addAddress(address, type)
+        continue
       }
-      const bits = Number(prefix);
-      if (!/^\d+$/.test(prefix) || bits > (family === 4 ? 32 : 128)) throw new Error(`"${entry}" has a bad prefix length`);
-      this.list.addSubnet(address, bits, type);
+      const bits = Number(prefix)
+      if (!/^\d+$/.test(prefix) || bits > (family === 4 ? 32 : 128))
+        throw new Error(`"${entry}" has a bad prefix length`)
+      this.list.addSubnet(address, bits, type)
     }
   }
 
   has(address: string): boolean {
-    if (this.empty) return false;
-    const family = isIP(address);
-    return family !== 0 && this.list.check(address, family === 4 ? 'ipv4' : 'ipv6');
+    if (this.empty) return false
+    const family = isIP(address)
+    return family !== 0 && this.list.check(address, family === 4 ? 'ipv4' : 'ipv6')
   }
 }
 
@@ -40,15 +41,19 @@ export class AddressSet {
  * right-most X-Forwarded-For entry that is not itself a trusted proxy (entries left of it are the
  * client's own claims and can be forged).
  */
-export function clientAddress(peer: string, forwardedFor: string | string[] | undefined, trusted: AddressSet): string {
-  if (!forwardedFor || !trusted.has(peer)) return peer;
-  const hops = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor).split(',');
-  let candidate = peer;
+export function clientAddress(
+  peer: string,
+  forwardedFor: string | string[] | undefined,
+  trusted: AddressSet
+): string {
+  if (!forwardedFor || !trusted.has(peer)) return peer
+  const hops = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor).split(',')
+  let candidate = peer
   for (let i = hops.length - 1; i >= 0; i--) {
-    const hop = normalizeIp(hops[i]!.trim());
-    if (isIP(hop) === 0) break;
-    candidate = hop;
-    if (!trusted.has(hop)) break;
+    const hop = normalizeIp(hops[i]!.trim())
+    if (isIP(hop) === 0) break
+    candidate = hop
+    if (!trusted.has(hop)) break
   }
-  return candidate;
+  return candidate
 }

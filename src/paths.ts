@@ -1,21 +1,21 @@
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 
 /** The package root (where package.json is), whether running from src/ (tsx) or dist/ (built). */
 function findRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
+  let dir = dirname(fileURLToPath(import.meta.url))
   while (!existsSync(join(dir, 'package.json'))) {
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error('cannot find the immich-gateway package root');
-    dir = parent;
+    const parent = dirname(dir)
+    if (parent === dir) throw new Error('cannot find the immich-gateway package root')
+    dir = parent
   }
-  return dir;
+  return dir
 }
 
-export const PACKAGE_ROOT = findRoot();
+export const PACKAGE_ROOT = findRoot()
 
 /** A file shipped with the package, e.g. `config/immich-routes.json`. */
 export function packageFile(relative: string): string {
-  return join(PACKAGE_ROOT, relative);
+  return join(PACKAGE_ROOT, relative)
 }

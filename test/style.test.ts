@@ -1,25 +1,27 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { packageFile } from '../src/paths.js';
+import { readdirSync, readFileSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { packageFile } from '../src/paths.js'
 
 function sources(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
-    const path = join(dir, name);
-    return statSync(path).isDirectory() ? sources(path) : path.endsWith('.ts') ? [path] : [];
-  });
+    const path = join(dir, name)
+    return statSync(path).isDirectory() ? sources(path) : path.endsWith('.ts') ? [path] : []
+  })
 }
 
 describe('hot-path habits', () => {
-  const files = [...sources(packageFile('src')), ...sources(packageFile('policies'))];
+  const files = [...sources(packageFile('src')), ...sources(packageFile('policies'))]
 
   it('reads the Hono context with c.get(), never c.var (which copies every variable per access)', () => {
-    const offenders = files.filter((file) => /\b\w+\.var\.\w+/.test(readFileSync(file, 'utf8')));
-    expect(offenders).toEqual([]);
-  });
+    const offenders = files.filter((file) => /\b\w+\.var\.\w+/.test(readFileSync(file, 'utf8')))
+    expect(offenders).toEqual([])
+  })
 
   it('keeps Web Streams and hono/proxy off the forward path', () => {
-    const offenders = files.filter((file) => /from 'hono\/proxy'|\bReadableStream\b|\.getReader\(/.test(readFileSync(file, 'utf8')));
-    expect(offenders).toEqual([]);
-  });
-});
+    const offenders = files.filter((file) =>
+      /from 'hono\/proxy'|\bReadableStream\b|\.getReader\(/.test(readFileSync(file, 'utf8'))
+    )
+    expect(offenders).toEqual([])
+  })
+})

@@ -1,17 +1,22 @@
-import type { IncomingHttpHeaders } from 'node:http';
-import type { Context } from 'hono';
-import { ConfigError } from '../../src/config/load.js';
-import type { Env } from '../../src/env.js';
-import { bearerToken, injectUpstreamKey, queryParams, upstreamView } from '../../src/auth/credentials.js';
-import { GATEWAY_KEY_PREFIX } from '../../src/auth/keygen.js';
-import { KeysFileError, resolveKeysFile } from '../../src/auth/keys-file.js';
-import { KeysStore } from '../../src/auth/keys-store.js';
-import { refuse } from '../../src/auth/refusal.js';
-import { requireScopesPolicy, ScopeError } from '../../src/auth/scopes.js';
-import { definePolicy } from '../types.js';
-import { apiKeyAuthOptions } from './schema.js';
+import type { IncomingHttpHeaders } from 'node:http'
+import type { Context } from 'hono'
+import { ConfigError } from '../../src/config/load.js'
+import type { Env } from '../../src/env.js'
+import {
+  bearerToken,
+  injectUpstreamKey,
+  queryParams,
+  upstreamView,
+} from '../../src/auth/credentials.js'
+import { GATEWAY_KEY_PREFIX } from '../../src/auth/keygen.js'
+import { KeysFileError, resolveKeysFile } from '../../src/auth/keys-file.js'
+import { KeysStore } from '../../src/auth/keys-store.js'
+import { refuse } from '../../src/auth/refusal.js'
+import { requireScopesPolicy, ScopeError } from '../../src/auth/scopes.js'
+import { definePolicy } from '../types.js'
+import { apiKeyAuthOptions } from './schema.js'
 
-type Presented = { key: string; via: 'header' | 'bearer' | 'query' };
+type Presented = { key: string; via: 'header' | 'bearer' | 'query' }
 
 /**
  * The gateway keys on a request: `x-api-key`, `Authorization: Bearer`, and (for URL-only clients)
@@ -19,20 +24,22 @@ type Presented = { key: string; via: 'header' | 'bearer' | 'query' };
  * Immich credential and is left to native-auth.
  */
 function presentedKeys(headers: IncomingHttpHeaders, query: string): Presented[] {
-  const found: Presented[] = [];
-  const header = headers['x-api-key'];
-  if (typeof header === 'string' && header.startsWith(GATEWAY_KEY_PREFIX)) found.push({ key: header, via: 'header' });
-  const bearer = bearerToken(headers);
-  if (bearer?.startsWith(GATEWAY_KEY_PREFIX)) found.push({ key: bearer, via: 'bearer' });
+  const found: Presented[] = []
+  const header = headers['x-api-key']
+  if (typeof header === 'string' && header.startsWith(GATEWAY_KEY_PREFIX))
+    found.push({ key: header, via: 'header' })
+  const bearer = bearerToken(headers)
+  if (bearer?.startsWith(GATEWAY_KEY_PREFIX)) found.push({ key: bearer, via: 'bearer' })
   // A key in the query is plain `igw_` or percent-encoded; an encoded one that slips past this check
   // is refused by native-auth (it never hands an igw_ value to Immich).
   if (query.length > 1 && query.indexOf(GATEWAY_KEY_PREFIX) !== -1) {
     for (const { name, value } of queryParams(query)) {
-      const lower = name.toLowerCase();
-      if ((lower === 'apikey' || lower === 'x-api-key') && value.startsWith(GATEWAY_KEY_PREFIX)) found.push({ key: value, via: 'query' });
+      const lower = name.toLowerCase()
+      if ((lower === 'apikey' || lower === 'x-api-key') && value.startsWith(GATEWAY_KEY_PREFIX))
+        found.push({ key: value, via: 'query' })
     }
   }
-  return found;
+  return found
 }
 
 /**
@@ -46,42 +53,55 @@ export const apiKeyAuth = definePolicy({
   phase: 'authenticate',
   options: apiKeyAuthOptions,
   async create(options, { config, deps, onClose }) {
-    requireScopesPolicy(config, 'api-key-auth');
-    const { metrics, logger } = deps;
-    const { file, explicit } = resolveKeysFile(options.keysFile);
-    let store: KeysStore;
+    requireScopesPolicy(config, 'api-key-auth')
+    const { metrics, logger } = deps
+    const { file, explicit } = resolveKeysFile(options.keysFile)
+    let store: KeysStore
     try {
-      store = await KeysStore.open({ file, required: explicit, presetsFile: options.presetsFile, logger, pollMs: options.reloadCheckMs });
+      store = await KeysStore.open({
+        file,
+        required: explicit,
+        presetsFile: options.presetsFile,
+        logger,
+        pollMs: options.reloadCheckMs,
+      })
     } catch (err) {
-      if (err instanceof KeysFileError || err instanceof ScopeError) throw new ConfigError(`policies.api-key-auth: ${err.message}`);
-      throw err;
+      if (err instanceof KeysFileError || err instanceof ScopeError)
+        throw new ConfigError(`policies.api-key-auth: ${err.message}`)
+      throw err
     }
-    onClose(() => store.close());
-    logger.info({ file, clients: store.clientCount }, 'gateway keys loaded');
+    onClose(() => store.close())
+    logger.info({ file, clients: store.clientCount }, 'gateway keys loaded')
 
     // Synchronous throughout (a key is a hash lookup): no async frame per request.
     return (c: Context<Env>, next) => {
-      if (c.get('principal').kind !== 'anonymous') return next();
-      const view = upstreamView(c);
-      const presented = presentedKeys(view.headers, view.query);
-      if (presented.length === 0) return next();
-      const first = presented[0]!;
-      if (presented.some((p) => p.key !== first.key)) throw refuse(metrics, 'invalid_key', 401, 'Invalid API key');
+      if (c.get('principal').kind !== 'anonymous') return next()
+      const view = upstreamView(c)
+      const presented = presentedKeys(view.headers, view.query)
+      if (presented.length === 0) return next()
+      const first = presented[0]!
+      if (presented.some((p) => p.key !== first.key))
+        throw refuse(metrics, 'invalid_key', 401, 'Invalid API key')
       if (!options.allowQuery && presented.some((p) => p.via === 'query')) {
-        throw refuse(metrics, 'invalid_key', 401, 'API keys are not accepted in the URL');
+        throw refuse(metrics, 'invalid_key', 401, 'API keys are not accepted in the URL')
       }
-      const found = store.lookup(first.key);
-      if (found.status === 'unknown') throw refuse(metrics, 'invalid_key', 401, 'Invalid API key');
-      if (found.status === 'expired') throw refuse(metrics, 'expired_key', 401, 'API key expired');
-      const { client } = found;
+      const found = store.lookup(first.key)
+      if (found.status === 'unknown') throw refuse(metrics, 'invalid_key', 401, 'Invalid API key')
+      if (found.status === 'expired') throw refuse(metrics, 'expired_key', 401, 'API key expired')
+      const { client } = found
       if (client.allowFrom && !client.allowFrom.has(c.get('clientIp'))) {
-        throw refuse(metrics, 'ip_not_allowed', 403, 'API key not allowed from this address');
+        throw refuse(metrics, 'ip_not_allowed', 403, 'API key not allowed from this address')
       }
-      c.set('principal', { kind: 'gateway-key', client: client.name, scopes: client.scopes, upstreamIdentity: client.upstreamIdentity });
-      injectUpstreamKey(c, client.upstreamKey);
-      c.get('notes').keyVia = first.via;
-      if (found.rotated) c.get('notes').rotatedKey = 'true';
-      return next();
-    };
+      c.set('principal', {
+        kind: 'gateway-key',
+        client: client.name,
+        scopes: client.scopes,
+        upstreamIdentity: client.upstreamIdentity,
+      })
+      injectUpstreamKey(c, client.upstreamKey)
+      c.get('notes').keyVia = first.via
+      if (found.rotated) c.get('notes').rotatedKey = 'true'
+      return next()
+    }
   },
-});
+})

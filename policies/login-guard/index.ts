@@ -1,40 +1,40 @@
-import type { Context, MiddlewareHandler, Next } from 'hono';
-import type { Env } from '../../src/env.js';
-import { GatewayError } from '../../src/errors.js';
-import { createLimiter, type LimitOutcome } from '../../src/limits/limiter.js';
-import { addressKey, digest } from '../../src/limits/keys.js';
-import { readRequestBody } from '../../src/upstream/body.js';
-import { definePolicy } from '../types.js';
-import { loginGuardOptions } from './schema.js';
+import type { Context, MiddlewareHandler, Next } from 'hono'
+import type { Env } from '../../src/env.js'
+import { GatewayError } from '../../src/errors.js'
+import { createLimiter, type LimitOutcome } from '../../src/limits/limiter.js'
+import { addressKey, digest } from '../../src/limits/keys.js'
+import { readRequestBody } from '../../src/upstream/body.js'
+import { definePolicy } from '../types.js'
+import { loginGuardOptions } from './schema.js'
 
-type LoginKind = 'password' | 'shared-link';
+type LoginKind = 'password' | 'shared-link'
 
-const PASSWORD_LOGIN = '/api/auth/login';
-const SHARED_LINK_LOGIN = '/api/shared-links/login';
+const PASSWORD_LOGIN = '/api/auth/login'
+const SHARED_LINK_LOGIN = '/api/shared-links/login'
 
 /** Immich's own normalisation of the login email (trimmed, lower-cased); '' when there is none. */
 function emailOf(body: Buffer): string {
   try {
-    const parsed: unknown = JSON.parse(body.toString('utf8'));
-    const email = (parsed as { email?: unknown } | null)?.email;
-    return typeof email === 'string' ? email.trim().toLowerCase() : '';
+    const parsed: unknown = JSON.parse(body.toString('utf8'))
+    const email = (parsed as { email?: unknown } | null)?.email
+    return typeof email === 'string' ? email.trim().toLowerCase() : ''
   } catch {
-    return '';
+    return ''
   }
 }
 
 /** The shared link a password is tried against: query `key`/`slug`, else the share headers. */
 function sharedLinkOf(c: Context<Env>): string {
-  const params = new URLSearchParams(c.get('query'));
-  const key = params.get('key');
-  if (key) return `key:${key}`;
-  const slug = params.get('slug');
-  if (slug) return `slug:${slug}`;
-  const headers = c.env.incoming.headers;
-  const headerKey = headers['x-immich-share-key'];
-  if (typeof headerKey === 'string' && headerKey) return `key:${headerKey}`;
-  const headerSlug = headers['x-immich-share-slug'];
-  return typeof headerSlug === 'string' && headerSlug ? `slug:${headerSlug}` : '';
+  const params = new URLSearchParams(c.get('query'))
+  const key = params.get('key')
+  if (key) return `key:${key}`
+  const slug = params.get('slug')
+  if (slug) return `slug:${slug}`
+  const headers = c.env.incoming.headers
+  const headerKey = headers['x-immich-share-key']
+  if (typeof headerKey === 'string' && headerKey) return `key:${headerKey}`
+  const headerSlug = headers['x-immich-share-slug']
+  return typeof headerSlug === 'string' && headerSlug ? `slug:${headerSlug}` : ''
 }
 
 /**
@@ -49,69 +49,92 @@ export const loginGuard = definePolicy({
   phase: 'rate-limit',
   options: loginGuardOptions,
   create(options, { deps }) {
-    const { onStoreError, insuranceDivisor, storeTimeoutMs, keyPrefix } = options;
-    const store = { onStoreError, insuranceDivisor, storeTimeoutMs };
-    const window = { durationSeconds: options.windowSeconds, blockSeconds: options.blockSeconds };
-    const byAccount = createLimiter({ points: options.maxFailuresPerAccount, ...window }, { ...store, keyPrefix: `${keyPrefix}:account` }, deps);
-    const byIp = createLimiter({ points: options.maxFailuresPerIp, ...window }, { ...store, keyPrefix: `${keyPrefix}:ip` }, deps);
-    const bodyTimeoutMs = options.bodyTimeoutSeconds * 1000;
-    const { metrics } = deps;
+    const { onStoreError, insuranceDivisor, storeTimeoutMs, keyPrefix } = options
+    const store = { onStoreError, insuranceDivisor, storeTimeoutMs }
+    const window = { durationSeconds: options.windowSeconds, blockSeconds: options.blockSeconds }
+    const byAccount = createLimiter(
+      { points: options.maxFailuresPerAccount, ...window },
+      { ...store, keyPrefix: `${keyPrefix}:account` },
+      deps
+    )
+    const byIp = createLimiter(
+      { points: options.maxFailuresPerIp, ...window },
+      { ...store, keyPrefix: `${keyPrefix}:ip` },
+      deps
+    )
+    const bodyTimeoutMs = options.bodyTimeoutSeconds * 1000
+    const { metrics } = deps
 
     function kindOf(c: Context<Env>): LoginKind | undefined {
-      if (c.get('upstream').method !== 'POST') return undefined;
-      const template = c.get('route')?.route.path;
-      if (template === PASSWORD_LOGIN && options.passwordLogin) return 'password';
-      if (template === SHARED_LINK_LOGIN && options.sharedLinkLogin) return 'shared-link';
-      return undefined;
+      if (c.get('upstream').method !== 'POST') return undefined
+      const template = c.get('route')?.route.path
+      if (template === PASSWORD_LOGIN && options.passwordLogin) return 'password'
+      if (template === SHARED_LINK_LOGIN && options.sharedLinkLogin) return 'shared-link'
+      return undefined
     }
 
     // Every request but the two logins passes by synchronously.
     const middleware: MiddlewareHandler<Env> = (c, next) => {
-      const kind = kindOf(c);
-      return kind ? guard(c, next, kind) : next();
-    };
+      const kind = kindOf(c)
+      return kind ? guard(c, next, kind) : next()
+    }
 
     async function guard(c: Context<Env>, next: Next, kind: LoginKind): Promise<void> {
-      c.set('routeClass', 'login');
-      let account: string;
+      c.set('routeClass', 'login')
+      let account: string
       if (kind === 'password') {
-        const body = await readRequestBody(c, { maxBytes: options.maxBodyBytes, timeoutMs: bodyTimeoutMs });
-        account = emailOf(body);
+        const body = await readRequestBody(c, {
+          maxBytes: options.maxBodyBytes,
+          timeoutMs: bodyTimeoutMs,
+        })
+        account = emailOf(body)
       } else {
-        account = sharedLinkOf(c);
+        account = sharedLinkOf(c)
       }
-      const address = addressKey(c.get('clientIp'));
+      const address = addressKey(c.get('clientIp'))
       // Without an account (a malformed body) only the address counter applies.
-      const accountKey = account ? `${kind === 'password' ? 'a' : 's'}:${digest(account)}|${address}` : undefined;
+      const accountKey = account
+        ? `${kind === 'password' ? 'a' : 's'}:${digest(account)}|${address}`
+        : undefined
 
-      const [accountOutcome, ipOutcome] = await Promise.all([accountKey ? byAccount.consume(accountKey) : undefined, byIp.consume(address)]);
-      const refused = [accountOutcome, ipOutcome].filter((o): o is LimitOutcome => o !== undefined && !o.allowed);
+      const [accountOutcome, ipOutcome] = await Promise.all([
+        accountKey ? byAccount.consume(accountKey) : undefined,
+        byIp.consume(address),
+      ])
+      const refused = [accountOutcome, ipOutcome].filter(
+        (o): o is LimitOutcome => o !== undefined && !o.allowed
+      )
       if (refused.length > 0) {
         // A refused attempt is not a failure: give back the point a counter that let it through took.
-        if (accountKey && accountOutcome?.allowed) await byAccount.reward(accountKey);
-        if (ipOutcome.allowed) await byIp.reward(address);
-        metrics.loginBlocked.inc({ kind });
-        c.get('notes').loginGuard = 'blocked';
-        const retryAfter = Math.max(1, ...refused.map((o) => Math.ceil(o.resetMs / 1000)));
-        throw new GatewayError(429, 'LOGIN_BLOCKED', 'Too many failed login attempts, try again later', { 'Retry-After': String(retryAfter) });
+        if (accountKey && accountOutcome?.allowed) await byAccount.reward(accountKey)
+        if (ipOutcome.allowed) await byIp.reward(address)
+        metrics.loginBlocked.inc({ kind })
+        c.get('notes').loginGuard = 'blocked'
+        const retryAfter = Math.max(1, ...refused.map((o) => Math.ceil(o.resetMs / 1000)))
+        throw new GatewayError(
+          429,
+          'LOGIN_BLOCKED',
+          'Too many failed login attempts, try again later',
+          { 'Retry-After': String(retryAfter) }
+        )
       }
 
-      await next();
+      await next()
 
-      const res = c.env.outgoing;
-      const status = res?.headersSent ? res.statusCode : c.res.status;
+      const res = c.env.outgoing
+      const status = res?.headersSent ? res.statusCode : c.res.status
       if (status === 401) {
-        metrics.loginFailures.inc({ kind });
-        c.get('notes').loginGuard = 'failure';
-        return;
+        metrics.loginFailures.inc({ kind })
+        c.get('notes').loginGuard = 'failure'
+        return
       }
       if (status >= 200 && status < 300) {
-        if (accountKey) await byAccount.reset(accountKey);
+        if (accountKey) await byAccount.reset(accountKey)
       } else if (accountKey) {
-        await byAccount.reward(accountKey);
+        await byAccount.reward(accountKey)
       }
-      await byIp.reward(address);
+      await byIp.reward(address)
     }
-    return middleware;
+    return middleware
   },
-});
+})

@@ -1,12 +1,12 @@
-import type { Context } from 'hono';
-import { ConfigError } from '../../src/config/load.js';
-import type { Env } from '../../src/env.js';
-import { refuse } from '../../src/auth/refusal.js';
-import { decideAccess, defaultCatalogue } from '../../src/auth/scopes.js';
-import { definePolicy } from '../types.js';
-import { scopesOptions } from './schema.js';
+import type { Context } from 'hono'
+import { ConfigError } from '../../src/config/load.js'
+import type { Env } from '../../src/env.js'
+import { refuse } from '../../src/auth/refusal.js'
+import { decideAccess, defaultCatalogue } from '../../src/auth/scopes.js'
+import { definePolicy } from '../types.js'
+import { scopesOptions } from './schema.js'
 
-const NO_SCOPES: ReadonlySet<string> = new Set();
+const NO_SCOPES: ReadonlySet<string> = new Set()
 
 /**
  * Authorization. Gateway principals (gateway keys, JWTs) must hold the route's Immich permission
@@ -19,21 +19,28 @@ export const scopes = definePolicy({
   phase: 'authorize',
   options: scopesOptions,
   create(options, { deps }) {
-    const { metrics } = deps;
-    const { websocketPermission } = options;
+    const { metrics } = deps
+    const { websocketPermission } = options
     if (!defaultCatalogue().permissions.has(websocketPermission)) {
-      throw new ConfigError(`policies.scopes.websocketPermission: "${websocketPermission}" is not an Immich permission of the route table`);
+      throw new ConfigError(
+        `policies.scopes.websocketPermission: "${websocketPermission}" is not an Immich permission of the route table`
+      )
     }
     return (c: Context<Env>, next) => {
-      const principal = c.get('principal');
+      const principal = c.get('principal')
       if (principal.kind === 'gateway-key' || principal.kind === 'jwt') {
-        const decision = decideAccess(principal.scopes ?? NO_SCOPES, { path: c.get('path'), route: c.get('route')?.route }, websocketPermission);
-        if (!decision.allowed) throw refuse(metrics, decision.reason, 403, decision.message);
+        const decision = decideAccess(
+          principal.scopes ?? NO_SCOPES,
+          { path: c.get('path'), route: c.get('route')?.route },
+          websocketPermission
+        )
+        if (!decision.allowed) throw refuse(metrics, decision.reason, 403, decision.message)
       } else if (principal.kind === 'anonymous') {
-        const route = c.get('route')?.route;
-        if (route !== undefined && !route.public) throw refuse(metrics, 'missing_credential', 401, 'Authentication required');
+        const route = c.get('route')?.route
+        if (route !== undefined && !route.public)
+          throw refuse(metrics, 'missing_credential', 401, 'Authentication required')
       }
-      return next();
-    };
+      return next()
+    }
   },
-});
+})

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { z } from 'zod'
 
 /** Options of the scopes policy (`policies: { scopes: {...} }`). */
 export const scopesOptions = z
@@ -7,8 +7,10 @@ export const scopesOptions = z
       .string()
       .min(1)
       .default('all')
-      .describe('Permission a gateway principal needs to open the websocket (/api/socket.io). Immich requires `all` of an API key there; its events describe every asset change of the user.'),
+      .describe(
+        'Permission a gateway principal needs to open the websocket (/api/socket.io). Immich requires `all` of an API key there; its events describe every asset change of the user.'
+      ),
   })
-  .strict();
+  .strict()
 
-export type ScopesOptions = z.output<typeof scopesOptions>;
+export type ScopesOptions = z.output<typeof scopesOptions>

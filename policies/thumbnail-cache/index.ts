@@ -1,23 +1,34 @@
-import type { OutgoingHttpHeaders } from 'node:http';
-import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import type { Context, Next } from 'hono';
-import { Doorkeeper } from '../../src/cache/admission.js';
-import { Flights, type Flight } from '../../src/cache/coalesce.js';
-import { buildEntry, entryMatches, type CacheEntry } from '../../src/cache/entry.js';
-import { storagePlan, type StorageLimits } from '../../src/cache/http.js';
-import { INVALIDATION_RULES, MAX_ID_BODY_BYTES, idsFromJson, readSmallBody, type InvalidationRule } from '../../src/cache/invalidation.js';
-import { CACHEABLE_ROUTES, cacheKey, sharedLinkToken, type CacheClass } from '../../src/cache/key.js';
-import { MemoryStore } from '../../src/cache/memory-store.js';
-import { RedisStore } from '../../src/cache/redis-store.js';
-import type { Env, RouteMatch } from '../../src/env.js';
-import { GatewayError } from '../../src/errors.js';
-import type { ResponseSink } from '../../src/upstream/forward.js';
-import { definePolicy } from '../types.js';
-import { thumbnailCacheOptions } from './schema.js';
+import type { OutgoingHttpHeaders } from 'node:http'
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
+import type { Context, Next } from 'hono'
+import { Doorkeeper } from './admission.js'
+import { Flights, type Flight } from './coalesce.js'
+import { buildEntry, entryMatches, type CacheEntry } from './entry.js'
+import { storagePlan, type StorageLimits } from './http.js'
+import {
+  INVALIDATION_RULES,
+  MAX_ID_BODY_BYTES,
+  idsFromJson,
+  readSmallBody,
+  type InvalidationRule,
+} from './invalidation.js'
+import { CACHEABLE_ROUTES, cacheKey, sharedLinkToken, type CacheClass } from './key.js'
+import { MemoryStore } from './memory-store.js'
+import { RedisStore } from './redis-store.js'
+import type { Env, RouteMatch } from '../../src/env.js'
+import { GatewayError } from '../../src/errors.js'
+import type { ResponseSink } from '../../src/upstream/forward.js'
+import { definePolicy } from '../types.js'
+import { thumbnailCacheOptions } from './schema.js'
 
-type Result = 'hit' | 'miss' | 'bypass' | 'revalidated';
-const X_CACHE: Record<Result, string> = { hit: 'HIT', miss: 'MISS', bypass: 'BYPASS', revalidated: 'REVALIDATED' };
-const noop = (): void => {};
+type Result = 'hit' | 'miss' | 'bypass' | 'revalidated'
+const X_CACHE: Record<Result, string> = {
+  hit: 'HIT',
+  miss: 'MISS',
+  bypass: 'BYPASS',
+  revalidated: 'REVALIDATED',
+}
+const noop = (): void => {}
 // Context variables are read with c.get(), never c.var: Hono's `c.var` copies every variable into a
 // new object on each access (Object.fromEntries), which was a fifth of the CPU of a cache hit.
 
@@ -28,9 +39,9 @@ const noop = (): void => {};
  * A chunk that is a small view of a much larger buffer is copied, so it cannot pin the rest.
  */
 function bodyOf(chunks: Buffer[], size: number): Buffer {
-  const only = chunks.length === 1 ? chunks[0]! : undefined;
-  if (only !== undefined && only.buffer.byteLength <= 2 * only.length + 4096) return only;
-  return Buffer.concat(chunks, size);
+  const only = chunks.length === 1 ? chunks[0]! : undefined
+  if (only !== undefined && only.buffer.byteLength <= 2 * only.length + 4096) return only
+  return Buffer.concat(chunks, size)
 }
 
 /**
@@ -45,30 +56,33 @@ export const thumbnailCache = definePolicy({
   phase: 'cache',
   options: thumbnailCacheOptions,
   create(options, { deps, onClose }) {
-    const { metrics, forwarder, logger } = deps;
+    const { metrics, forwarder, logger } = deps
     const limits: StorageLimits = {
       ttlSeconds: options.ttlSeconds,
       heuristicTtlSeconds: options.heuristicTtlSeconds,
       revalidateNoCache: options.revalidateNoCache,
-    };
-    const holdMs = options.invalidationHoldSeconds * 1000;
-    const maxEntryBytes = options.maxEntryBytes;
-    const storedBytes = metrics.cacheStoredBytes.labels({ tier: 'memory' });
+    }
+    const holdMs = options.invalidationHoldSeconds * 1000
+    const maxEntryBytes = options.maxEntryBytes
+    const storedBytes = metrics.cacheStoredBytes.labels({ tier: 'memory' })
     const memory = new MemoryStore({
       maxBytes: options.memory.maxBytes,
       maxEntryBytes,
       onEvict: () => metrics.cacheEvictions.inc(),
       onSize: (bytes) => storedBytes.set(bytes),
-    });
-    storedBytes.set(0);
+    })
+    storedBytes.set(0)
 
-    let lastRedisWarning = 0;
+    let lastRedisWarning = 0
     const redisError = (err: unknown): void => {
-      const now = Date.now();
-      if (now - lastRedisWarning < 60_000) return;
-      lastRedisWarning = now;
-      logger.warn({ err: (err as Error)?.message }, 'thumbnail cache: Redis unavailable, treating lookups as misses');
-    };
+      const now = Date.now()
+      if (now - lastRedisWarning < 60_000) return
+      lastRedisWarning = now
+      logger.warn(
+        { err: (err as Error)?.message },
+        'thumbnail cache: Redis unavailable, treating lookups as misses'
+      )
+    }
     const redis =
       deps.redis && options.redis.enabled
         ? new RedisStore(deps.redis, {
@@ -77,35 +91,45 @@ export const thumbnailCache = definePolicy({
             timeoutMs: options.redis.timeoutMs,
             onError: redisError,
           })
-        : undefined;
+        : undefined
     if (redis) {
       onClose(
         redis.subscribe(
           (m) => memory.invalidate(m.cls, m.ids, m.at),
-          () => memory.clear(),
-        ),
-      );
+          () => memory.clear()
+        )
+      )
     }
-    const flights = new Flights<CacheEntry>();
-    const doorkeeper = options.minUses > 1 ? new Doorkeeper() : undefined;
+    const flights = new Flights<CacheEntry>()
+    const doorkeeper = options.minUses > 1 ? new Doorkeeper() : undefined
 
     // Every result of every route exported from the start (at 0), so a hit ratio has both sides.
-    for (const route of CACHEABLE_ROUTES.keys()) for (const result of Object.keys(X_CACHE)) metrics.cacheRequests.series(result, route);
-    const count = (result: Result, route: string) => metrics.cacheRequests.series(result, route).inc();
+    for (const route of CACHEABLE_ROUTES.keys())
+      for (const result of Object.keys(X_CACHE)) metrics.cacheRequests.series(result, route)
+    const count = (result: Result, route: string) =>
+      metrics.cacheRequests.series(result, route).inc()
 
     /** Longest age an entry may be served at to this principal (native credentials are Immich's to revoke). */
     const maxAgeFor = (c: Context<Env>): number => {
-      const kind = c.get('principal').kind;
-      return kind === 'native' || kind === 'shared-link' ? options.nativeTtlSeconds * 1000 : Infinity;
-    };
+      const kind = c.get('principal').kind
+      return kind === 'native' || kind === 'shared-link'
+        ? options.nativeTtlSeconds * 1000
+        : Infinity
+    }
 
     /** Writes an entry (or a 304 for it) straight to the socket. */
-    function send(c: Context<Env>, entry: CacheEntry, result: Result, route: string, now: number): Response {
-      const res = c.env.outgoing!;
-      const req = c.env.incoming;
-      const label = X_CACHE[result];
-      const notModified = entryMatches(entry, req.headers);
-      const requestId = c.get('requestId');
+    function send(
+      c: Context<Env>,
+      entry: CacheEntry,
+      result: Result,
+      route: string,
+      now: number
+    ): Response {
+      const res = c.env.outgoing!
+      const req = c.env.incoming
+      const label = X_CACHE[result]
+      const notModified = entryMatches(entry, req.headers)
+      const requestId = c.get('requestId')
       const headers = (notModified ? entry.flatNotModified : entry.flat).concat(
         'age',
         String(Math.max(0, Math.floor((now - entry.storedAt) / 1000))),
@@ -114,96 +138,106 @@ export const thumbnailCache = definePolicy({
         'x-request-id',
         requestId,
         'x-correlation-id',
-        requestId,
-      );
-      const extra = c.get('responseHeaders');
-      for (const name in extra) headers.push(name, extra[name]!);
-      c.get('notes').cache = label;
-      count(result, route);
+        requestId
+      )
+      const extra = c.get('responseHeaders')
+      for (const name in extra) headers.push(name, extra[name]!)
+      c.get('notes').cache = label
+      count(result, route)
       if (notModified) {
-        res.writeHead(304, headers);
-        res.end();
-        c.set('bytesOut', 0);
+        res.writeHead(304, headers)
+        res.end()
+        c.set('bytesOut', 0)
       } else if (req.method === 'HEAD') {
-        res.writeHead(200, headers);
-        res.end();
-        c.set('bytesOut', 0);
+        res.writeHead(200, headers)
+        res.end()
+        c.set('bytesOut', 0)
       } else {
-        res.writeHead(200, headers);
-        res.end(entry.body);
-        c.set('bytesOut', entry.body.length);
-        metrics.cacheServedBytes.inc(entry.body.length);
+        res.writeHead(200, headers)
+        res.end(entry.body)
+        c.set('bytesOut', entry.body.length)
+        metrics.cacheServedBytes.inc(entry.body.length)
       }
-      return RESPONSE_ALREADY_SENT;
+      return RESPONSE_ALREADY_SENT
     }
 
     function bypass(c: Context<Env>, next: Next, route: string): Promise<void> {
-      count('bypass', route);
-      c.get('notes').cache = 'BYPASS';
-      c.get('responseHeaders')['x-cache'] = 'BYPASS';
-      return next();
+      count('bypass', route)
+      c.get('notes').cache = 'BYPASS'
+      c.get('responseHeaders')['x-cache'] = 'BYPASS'
+      return next()
     }
 
     interface Lookup {
-      key: string;
-      cls: CacheClass;
-      id: string;
-      route: string;
+      key: string
+      cls: CacheClass
+      id: string
+      route: string
       /** Memory invalidation sequence number when the lookup started. */
-      seq: number;
+      seq: number
       /** Redis generations when the lookup started (undefined: do not write to Redis). */
-      gens?: number[];
-      maxAgeMs: number;
+      gens?: number[]
+      maxAgeMs: number
       /** Asked for before (minUses): store the answer. */
-      admit: boolean;
+      admit: boolean
     }
 
     /** A miss: stream the answer through, keeping a copy when it may be stored and fits. */
-    function fetchAndStore(c: Context<Env>, l: Lookup, flight?: Flight<CacheEntry>): Promise<Response> {
-      count('miss', l.route);
-      c.get('notes').cache = 'MISS';
-      const head = c.get('upstream').method === 'HEAD';
+    function fetchAndStore(
+      c: Context<Env>,
+      l: Lookup,
+      flight?: Flight<CacheEntry>
+    ): Promise<Response> {
+      count('miss', l.route)
+      c.get('notes').cache = 'MISS'
+      const head = c.get('upstream').method === 'HEAD'
       return forwarder.pipe(c, (status, headers): ResponseSink | undefined => {
-        headers['x-cache'] = 'MISS';
+        headers['x-cache'] = 'MISS'
         // Neither asked for before (minUses) nor awaited by another request: nothing will be stored,
         // so nothing is kept, and the flight ends now (a request for the key from here on leads its own).
         if (head || !(l.admit || flight?.waited === true)) {
-          flight?.settle(undefined);
-          return undefined;
+          flight?.settle(undefined)
+          return undefined
         }
-        const plan = storagePlan(status, headers, limits);
-        if (plan === undefined) return undefined;
-        plan.ttlMs = Math.min(plan.ttlMs, l.maxAgeMs);
-        const now = Date.now();
-        if (memory.held(l.cls, l.id, now, holdMs) || (l.gens !== undefined && l.gens.some((g) => g > now - holdMs))) return undefined;
-        const declared = headers['content-length'] === undefined ? undefined : Number(headers['content-length']);
-        if (declared !== undefined && !(declared <= maxEntryBytes)) return undefined;
-        let chunks: Buffer[] | undefined = [];
-        let size = 0;
+        const plan = storagePlan(status, headers, limits)
+        if (plan === undefined) return undefined
+        plan.ttlMs = Math.min(plan.ttlMs, l.maxAgeMs)
+        const now = Date.now()
+        if (
+          memory.held(l.cls, l.id, now, holdMs) ||
+          (l.gens !== undefined && l.gens.some((g) => g > now - holdMs))
+        )
+          return undefined
+        const declared =
+          headers['content-length'] === undefined ? undefined : Number(headers['content-length'])
+        if (declared !== undefined && !(declared <= maxEntryBytes)) return undefined
+        let chunks: Buffer[] | undefined = []
+        let size = 0
         return {
           start: noop,
           data(chunk) {
             if (chunks !== undefined) {
-              size += chunk.length;
-              if (size > maxEntryBytes) chunks = undefined;
-              else chunks.push(chunk);
+              size += chunk.length
+              if (size > maxEntryBytes) chunks = undefined
+              else chunks.push(chunk)
             }
-            return true;
+            return true
           },
           end() {
             // Stored when asked for before (minUses), or by several at once (then the waiters get it too).
-            if (chunks === undefined || (declared !== undefined && declared !== size)) return flight?.settle(undefined);
-            const at = Date.now();
-            const entry = buildEntry(headers, bodyOf(chunks, size), plan, at, l.seq);
-            memory.set(l.key, entry, l.cls, l.id);
-            if (redis !== undefined && l.gens !== undefined) redis.store(l.key, entry, l.gens, at);
-            flight?.settle(entry);
+            if (chunks === undefined || (declared !== undefined && declared !== size))
+              return flight?.settle(undefined)
+            const at = Date.now()
+            const entry = buildEntry(headers, bodyOf(chunks, size), plan, at, l.seq)
+            memory.set(l.key, entry, l.cls, l.id)
+            if (redis !== undefined && l.gens !== undefined) redis.store(l.key, entry, l.gens, at)
+            flight?.settle(entry)
           },
           fail() {
-            flight?.settle(undefined);
+            flight?.settle(undefined)
           },
-        };
-      });
+        }
+      })
     }
 
     /**
@@ -211,138 +245,178 @@ export const thumbnailCache = definePolicy({
      * stored bytes, anything else replaces or drops the entry.
      */
     async function revalidate(c: Context<Env>, l: Lookup, entry: CacheEntry): Promise<Response> {
-      const edits = c.get('upstream').headerEdits;
-      edits['if-none-match'] = entry.headers.etag ?? null;
-      edits['if-modified-since'] = entry.headers['last-modified'] ?? null;
-      let answer;
+      const edits = c.get('upstream').headerEdits
+      edits['if-none-match'] = entry.headers.etag ?? null
+      edits['if-modified-since'] = entry.headers['last-modified'] ?? null
+      let answer
       try {
-        answer = await forwarder.capture(c, maxEntryBytes);
+        answer = await forwarder.capture(c, maxEntryBytes)
       } catch (err) {
-        if (!(err instanceof GatewayError && err.code === 'UPSTREAM_TOO_LARGE')) throw err;
+        if (!(err instanceof GatewayError && err.code === 'UPSTREAM_TOO_LARGE')) throw err
         // The image grew past the bound: fetch it again, streamed, the client's own conditionals restored.
-        memory.delete(l.key);
-        delete edits['if-none-match'];
-        delete edits['if-modified-since'];
-        return fetchAndStore(c, { ...l, gens: undefined });
+        memory.delete(l.key)
+        delete edits['if-none-match']
+        delete edits['if-modified-since']
+        return fetchAndStore(c, { ...l, gens: undefined })
       }
-      const now = Date.now();
+      const now = Date.now()
       if (answer.status === 304) {
-        entry.storedAt = now;
-        return send(c, entry, 'revalidated', l.route, now);
+        entry.storedAt = now
+        return send(c, entry, 'revalidated', l.route, now)
       }
-      memory.delete(l.key);
-      const plan = c.get('upstream').method === 'GET' ? storagePlan(answer.status, answer.headers, limits) : undefined;
+      memory.delete(l.key)
+      const plan =
+        c.get('upstream').method === 'GET'
+          ? storagePlan(answer.status, answer.headers, limits)
+          : undefined
       if (plan !== undefined && !memory.held(l.cls, l.id, now, holdMs)) {
-        plan.ttlMs = Math.min(plan.ttlMs, l.maxAgeMs);
-        const fresh = buildEntry(answer.headers, answer.body, plan, now, l.seq);
-        memory.set(l.key, fresh, l.cls, l.id);
-        return send(c, fresh, 'miss', l.route, now);
+        plan.ttlMs = Math.min(plan.ttlMs, l.maxAgeMs)
+        const fresh = buildEntry(answer.headers, answer.body, plan, now, l.seq)
+        memory.set(l.key, fresh, l.cls, l.id)
+        return send(c, fresh, 'miss', l.route, now)
       }
-      count('miss', l.route);
-      c.get('notes').cache = 'MISS';
-      const res = c.env.outgoing!;
-      const headers: OutgoingHttpHeaders = { ...answer.headers, ...c.get('responseHeaders'), 'x-request-id': c.get('requestId'), 'x-cache': 'MISS' };
-      res.writeHead(answer.status, headers);
-      res.end(answer.body);
-      c.set('bytesOut', answer.body.length);
-      return RESPONSE_ALREADY_SENT;
+      count('miss', l.route)
+      c.get('notes').cache = 'MISS'
+      const res = c.env.outgoing!
+      const headers: OutgoingHttpHeaders = {
+        ...answer.headers,
+        ...c.get('responseHeaders'),
+        'x-request-id': c.get('requestId'),
+        'x-cache': 'MISS',
+      }
+      res.writeHead(answer.status, headers)
+      res.end(answer.body)
+      c.set('bytesOut', answer.body.length)
+      return RESPONSE_ALREADY_SENT
     }
 
     /** Serves from an entry that is fresh for this principal. */
-    function use(c: Context<Env>, l: Lookup, entry: CacheEntry, now: number): Response | Promise<Response> {
-      return entry.revalidate ? revalidate(c, l, entry) : send(c, entry, 'hit', l.route, now);
+    function use(
+      c: Context<Env>,
+      l: Lookup,
+      entry: CacheEntry,
+      now: number
+    ): Response | Promise<Response> {
+      return entry.revalidate ? revalidate(c, l, entry) : send(c, entry, 'hit', l.route, now)
     }
 
     /**
      * A lookup. Synchronous up to the upstream fetch (a memory hit is answered without an async
      * frame); Redis lookups and waits for another request's fetch are the async parts.
      */
-    function serve(c: Context<Env>, next: Next, match: RouteMatch, cls: CacheClass): Promise<Response | void> {
-      const route = match.route.path;
-      const principal = c.get('principal');
-      const maxAgeMs = maxAgeFor(c);
-      if (principal.kind === 'anonymous' || maxAgeMs === 0 || c.env.incoming.headers.range !== undefined) return bypass(c, next, route);
-      const id = (match.params.id ?? '').toLowerCase();
-      const url = c.get('upstream').url;
-      const q = url.indexOf('?');
+    function serve(
+      c: Context<Env>,
+      next: Next,
+      match: RouteMatch,
+      cls: CacheClass
+    ): Promise<Response | void> {
+      const route = match.route.path
+      const principal = c.get('principal')
+      const maxAgeMs = maxAgeFor(c)
+      if (
+        principal.kind === 'anonymous' ||
+        maxAgeMs === 0 ||
+        c.env.incoming.headers.range !== undefined
+      )
+        return bypass(c, next, route)
+      const id = (match.params.id ?? '').toLowerCase()
+      const url = c.get('upstream').url
+      const q = url.indexOf('?')
       const identity =
-        principal.kind === 'shared-link' ? `${principal.upstreamIdentity}\0${sharedLinkToken(c.env.incoming.headers.cookie)}` : principal.upstreamIdentity;
-      const key = cacheKey(cls, id, identity, q === -1 ? '' : url.slice(q + 1));
-      if (key === undefined) return bypass(c, next, route);
-      const now = Date.now();
-      const l: Lookup = { key, cls, id, route, seq: memory.snapshot(), maxAgeMs, admit: true };
-      const entry = memory.get(key, cls, id, now);
-      if (entry !== undefined && now - entry.storedAt < maxAgeMs) return Promise.resolve(use(c, l, entry, now));
-      l.admit = doorkeeper === undefined || doorkeeper.seen(key);
+        principal.kind === 'shared-link'
+          ? `${principal.upstreamIdentity}\0${sharedLinkToken(c.env.incoming.headers.cookie)}`
+          : principal.upstreamIdentity
+      const key = cacheKey(cls, id, identity, q === -1 ? '' : url.slice(q + 1))
+      if (key === undefined) return bypass(c, next, route)
+      const now = Date.now()
+      const l: Lookup = { key, cls, id, route, seq: memory.snapshot(), maxAgeMs, admit: true }
+      const entry = memory.get(key, cls, id, now)
+      if (entry !== undefined && now - entry.storedAt < maxAgeMs)
+        return Promise.resolve(use(c, l, entry, now))
+      l.admit = doorkeeper === undefined || doorkeeper.seen(key)
       // HEAD misses pass through (no body to keep) and lead no fetch.
-      if (c.get('upstream').method === 'HEAD') return fetchAndStore(c, l);
+      if (c.get('upstream').method === 'HEAD') return fetchAndStore(c, l)
 
-      const inFlight = flights.waitFor(key);
-      if (inFlight !== undefined) return follow(c, l, inFlight);
-      const flight = flights.lead(key);
+      const inFlight = flights.waitFor(key)
+      if (inFlight !== undefined) return follow(c, l, inFlight)
+      const flight = flights.lead(key)
       // Settled by the sink when the answer is stored; this covers every other ending (not storable,
       // refused upstream, aborted), so no follower waits forever.
-      const unsettled = () => flight.settle(undefined);
-      if (redis === undefined) return fetchAndStore(c, l, flight).finally(unsettled);
-      return lookupShared(c, l, flight).finally(unsettled);
+      const unsettled = () => flight.settle(undefined)
+      if (redis === undefined) return fetchAndStore(c, l, flight).finally(unsettled)
+      return lookupShared(c, l, flight).finally(unsettled)
     }
 
     /** Another request is fetching this key: wait for its answer. */
-    async function follow(c: Context<Env>, l: Lookup, inFlight: Promise<CacheEntry | undefined>): Promise<Response> {
-      metrics.cacheCoalesced.inc();
-      const shared = await inFlight;
-      if (shared !== undefined) return send(c, shared, 'hit', l.route, Date.now());
+    async function follow(
+      c: Context<Env>,
+      l: Lookup,
+      inFlight: Promise<CacheEntry | undefined>
+    ): Promise<Response> {
+      metrics.cacheCoalesced.inc()
+      const shared = await inFlight
+      if (shared !== undefined) return send(c, shared, 'hit', l.route, Date.now())
       // The leader's answer was not storable: fetch alone (a fresh leader would serialize the waiters).
-      return fetchAndStore(c, { ...l, seq: memory.snapshot() });
+      return fetchAndStore(c, { ...l, seq: memory.snapshot() })
     }
 
     /** Not in memory: ask the shared tier (Redis), then Immich. */
-    async function lookupShared(c: Context<Env>, l: Lookup, flight: Flight<CacheEntry>): Promise<Response> {
-      const now = Date.now();
-      const found = await redis!.lookup(l.key, l.cls, l.id, l.seq, now);
+    async function lookupShared(
+      c: Context<Env>,
+      l: Lookup,
+      flight: Flight<CacheEntry>
+    ): Promise<Response> {
+      const now = Date.now()
+      const found = await redis!.lookup(l.key, l.cls, l.id, l.seq, now)
       if (found?.entry !== undefined && now - found.entry.storedAt < l.maxAgeMs) {
-        memory.set(l.key, found.entry, l.cls, l.id);
-        flight.settle(found.entry.revalidate ? undefined : found.entry);
-        return use(c, l, found.entry, now);
+        memory.set(l.key, found.entry, l.cls, l.id)
+        flight.settle(found.entry.revalidate ? undefined : found.entry)
+        return use(c, l, found.entry, now)
       }
-      l.gens = found?.gens;
-      return fetchAndStore(c, l, flight);
+      l.gens = found?.gens
+      return fetchAndStore(c, l, flight)
     }
 
     /** Lets the change through, then voids what it touched (unless Immich refused it with a 4xx). */
-    async function invalidateAfter(c: Context<Env>, next: Next, rule: InvalidationRule, match: RouteMatch): Promise<void> {
-      let ids: string[] | undefined;
+    async function invalidateAfter(
+      c: Context<Env>,
+      next: Next,
+      rule: InvalidationRule,
+      match: RouteMatch
+    ): Promise<void> {
+      let ids: string[] | undefined
       if (rule.param !== undefined) {
-        const id = match.params[rule.param];
-        ids = id === undefined ? undefined : [id.toLowerCase()];
+        const id = match.params[rule.param]
+        ids = id === undefined ? undefined : [id.toLowerCase()]
       } else if (rule.bodyFields !== undefined) {
-        const body = await readSmallBody(c, MAX_ID_BODY_BYTES);
+        const body = await readSmallBody(c, MAX_ID_BODY_BYTES)
         if (body !== undefined) {
-          ids = idsFromJson(body, rule.bodyFields);
+          ids = idsFromJson(body, rule.bodyFields)
         }
       }
-      await next();
-      const res = c.env.outgoing;
-      const status = res?.headersSent ? res.statusCode : c.res.status;
-      if (status >= 400 && status < 500) return;
-      const at = Date.now();
-      memory.invalidate(rule.cls, ids, at);
+      await next()
+      const res = c.env.outgoing
+      const status = res?.headersSent ? res.statusCode : c.res.status
+      if (status >= 400 && status < 500) return
+      const at = Date.now()
+      memory.invalidate(rule.cls, ids, at)
       // Not awaited (the answer is out; the access line should not wait for Redis). This replica's
       // next lookup still sees it: commands on one connection run in order.
-      if (redis !== undefined) void redis.invalidate(rule.cls, ids, at);
+      if (redis !== undefined) void redis.invalidate(rule.cls, ids, at)
     }
 
     // Requests the cache does not concern pass by synchronously.
     return function thumbnailCacheMiddleware(c, next) {
-      const match = c.get('route');
-      if (match === undefined || c.env.upgrade !== undefined || c.env.outgoing === undefined) return next();
-      const method = c.get('upstream').method;
+      const match = c.get('route')
+      if (match === undefined || c.env.upgrade !== undefined || c.env.outgoing === undefined)
+        return next()
+      const method = c.get('upstream').method
       if (method === 'GET' || method === 'HEAD') {
-        const cls = CACHEABLE_ROUTES.get(match.route.path);
-        return cls === undefined ? next() : serve(c, next, match, cls);
+        const cls = CACHEABLE_ROUTES.get(match.route.path)
+        return cls === undefined ? next() : serve(c, next, match, cls)
       }
-      const rule = INVALIDATION_RULES.get(`${method} ${match.route.path}`);
-      return rule === undefined ? next() : invalidateAfter(c, next, rule, match);
-    };
+      const rule = INVALIDATION_RULES.get(`${method} ${match.route.path}`)
+      return rule === undefined ? next() : invalidateAfter(c, next, rule, match)
+    }
   },
-});
+})

@@ -1,6 +1,6 @@
-import { z } from 'zod';
+import { z } from 'zod'
 
-const MiB = 1_048_576;
+const MiB = 1_048_576
 
 /** Options of `policies.thumbnail-cache`. */
 export const thumbnailCacheOptions = z
@@ -11,7 +11,9 @@ export const thumbnailCacheOptions = z
       .min(1)
       .max(7 * 86_400)
       .default(3600)
-      .describe("Longest time an entry is kept; Immich's own max-age (86400 for thumbnails) lowers it, never raises it."),
+      .describe(
+        "Longest time an entry is kept; Immich's own max-age (86400 for thumbnails) lowers it, never raises it."
+      ),
     nativeTtlSeconds: z
       .number()
       .int()
@@ -19,7 +21,7 @@ export const thumbnailCacheOptions = z
       .max(7 * 86_400)
       .default(300)
       .describe(
-        'Cap for principals only Immich can judge (native sessions and API keys, shared links): a credential revoked in Immich still gets its own cached images for at most this long. 0 → never cached.',
+        'Cap for principals only Immich can judge (native sessions and API keys, shared links): a credential revoked in Immich still gets its own cached images for at most this long. 0 → never cached.'
       ),
     heuristicTtlSeconds: z
       .number()
@@ -27,12 +29,14 @@ export const thumbnailCacheOptions = z
       .min(0)
       .max(7 * 86_400)
       .default(300)
-      .describe('TTL for a 200 image without Cache-Control or max-age (Immich sends none for profile images). 0 → not cached.'),
+      .describe(
+        'TTL for a 200 image without Cache-Control or max-age (Immich sends none for profile images). 0 → not cached.'
+      ),
     revalidateNoCache: z
       .boolean()
       .default(true)
       .describe(
-        'Store `no-cache` answers (Immich person thumbnails) and confirm each use with a conditional request to Immich (a 304 saves the bytes). false → not cached.',
+        'Store `no-cache` answers (Immich person thumbnails) and confirm each use with a conditional request to Immich (a 304 saves the bytes). false → not cached.'
       ),
     minUses: z
       .number()
@@ -41,7 +45,7 @@ export const thumbnailCacheOptions = z
       .max(2)
       .default(2)
       .describe(
-        "Store an answer the Nth time its key is asked for (nginx's proxy_cache_min_uses). 2: one-off requests — most thumbnails, which the client then keeps itself for a day — are not stored, so they neither churn the cache nor cost a miss anything; concurrent requests count as uses. 1: store every miss.",
+        "Store an answer the Nth time its key is asked for (nginx's proxy_cache_min_uses). 2: one-off requests — most thumbnails, which the client then keeps itself for a day — are not stored, so they neither churn the cache nor cost a miss anything; concurrent requests count as uses. 1: store every miss."
       ),
     maxEntryBytes: z
       .number()
@@ -56,7 +60,7 @@ export const thumbnailCacheOptions = z
       .max(3600)
       .default(30)
       .describe(
-        'After an asset is changed through the gateway (edit, regenerate-thumbnail job...), its answers are served but not stored for this long, so bytes Immich has not regenerated yet are not cached as current.',
+        'After an asset is changed through the gateway (edit, regenerate-thumbnail job...), its answers are served but not stored for this long, so bytes Immich has not regenerated yet are not cached as current.'
       ),
     memory: z
       .object({
@@ -72,15 +76,34 @@ export const thumbnailCacheOptions = z
       .describe('The in-memory tier, one per replica.'),
     redis: z
       .object({
-        enabled: z.boolean().default(true).describe('Use Redis as a shared second tier when REDIS_URL is set.'),
-        keyPrefix: z.string().min(1).max(100).default('immich-gateway:cache:').describe('Prefix of every cache key in Redis.'),
-        timeoutMs: z.number().int().min(1).max(10_000).default(100).describe('A Redis lookup slower than this counts as a miss.'),
+        enabled: z
+          .boolean()
+          .default(true)
+          .describe('Use Redis as a shared second tier when REDIS_URL is set.'),
+        keyPrefix: z
+          .string()
+          .min(1)
+          .max(100)
+          .default('immich-gateway:cache:')
+          .describe('Prefix of every cache key in Redis.'),
+        timeoutMs: z
+          .number()
+          .int()
+          .min(1)
+          .max(10_000)
+          .default(100)
+          .describe('A Redis lookup slower than this counts as a miss.'),
       })
       .strict()
       .default({ enabled: true, keyPrefix: 'immich-gateway:cache:', timeoutMs: 100 })
-      .describe('The shared tier for replicas (binary values with a TTL; invalidation by generation keys and pub/sub).'),
+      .describe(
+        'The shared tier for replicas (binary values with a TTL; invalidation by generation keys and pub/sub).'
+      ),
   })
   .strict()
-  .refine((o) => o.maxEntryBytes <= o.memory.maxBytes, { message: 'maxEntryBytes must not exceed memory.maxBytes', path: ['maxEntryBytes'] });
+  .refine((o) => o.maxEntryBytes <= o.memory.maxBytes, {
+    message: 'maxEntryBytes must not exceed memory.maxBytes',
+    path: ['maxEntryBytes'],
+  })
 
-export type ThumbnailCacheOptions = z.output<typeof thumbnailCacheOptions>;
+export type ThumbnailCacheOptions = z.output<typeof thumbnailCacheOptions>

@@ -2,9 +2,9 @@
  * Immich credentials on a request: where they are (FACTS.md, in Immich's order of precedence), how to
  * take them all off the upstream request, and how to put the principal's own credential on.
  */
-import type { IncomingHttpHeaders } from 'node:http';
-import type { Context } from 'hono';
-import type { Env } from '../env.js';
+import type { IncomingHttpHeaders } from 'node:http'
+import type { Context } from 'hono'
+import type { Env } from '../env.js'
 
 /** Request headers Immich reads as a credential (Node lower-cases names). */
 const CREDENTIAL_HEADERS = [
@@ -14,60 +14,66 @@ const CREDENTIAL_HEADERS = [
   'x-immich-session-token',
   'x-immich-share-key',
   'x-immich-share-slug',
-] as const;
+] as const
 
 /** Query parameters Immich reads as a credential, lower-cased (matching is case-insensitive when stripping). */
-export const CREDENTIAL_QUERY: ReadonlySet<string> = new Set(['apikey', 'x-api-key', 'sessionkey', 'key', 'slug']);
+export const CREDENTIAL_QUERY: ReadonlySet<string> = new Set([
+  'apikey',
+  'x-api-key',
+  'sessionkey',
+  'key',
+  'slug',
+])
 
 /** The session cookie; Immich's other cookies (`immich_auth_type`...) are not credentials. */
-const SESSION_COOKIE = 'immich_access_token';
+const SESSION_COOKIE = 'immich_access_token'
 
 /** Longest credential the gateway reads; a bigger one is refused before any hashing or parsing. */
-const MAX_CREDENTIAL_BYTES = 8192;
+const MAX_CREDENTIAL_BYTES = 8192
 
 /** A credential must be visible ASCII: anything else (control bytes, non-UTF-8 read as latin1) is refused. */
 export function isCleanToken(value: string, maxBytes = MAX_CREDENTIAL_BYTES): boolean {
-  if (value.length === 0 || value.length > maxBytes) return false;
+  if (value.length === 0 || value.length > maxBytes) return false
   for (let i = 0; i < value.length; i++) {
-    const code = value.charCodeAt(i);
-    if (code <= 0x20 || code >= 0x7f) return false;
+    const code = value.charCodeAt(i)
+    if (code <= 0x20 || code >= 0x7f) return false
   }
-  return true;
+  return true
 }
 
 function decodeComponent(raw: string): string {
-  if (raw.indexOf('%') === -1 && raw.indexOf('+') === -1) return raw;
+  if (raw.indexOf('%') === -1 && raw.indexOf('+') === -1) return raw
   try {
-    return decodeURIComponent(raw.replace(/\+/g, ' '));
+    return decodeURIComponent(raw.replace(/\+/g, ' '))
   } catch {
-    return raw;
+    return raw
   }
 }
 
 /** A query parameter's name as a query parser would see it: decoded, `name[...]` → `name`. */
 function paramName(rawPair: string): string {
-  const eq = rawPair.indexOf('=');
-  const name = decodeComponent(eq === -1 ? rawPair : rawPair.slice(0, eq));
-  const bracket = name.indexOf('[');
-  return bracket > 0 ? name.slice(0, bracket) : name;
+  const eq = rawPair.indexOf('=')
+  const name = decodeComponent(eq === -1 ? rawPair : rawPair.slice(0, eq))
+  const bracket = name.indexOf('[')
+  return bracket > 0 ? name.slice(0, bracket) : name
 }
 
 export interface QueryParam {
-  name: string;
-  value: string;
+  name: string
+  value: string
 }
 
 /** The decoded parameters of a query string (with or without its leading `?`). */
 export function queryParams(query: string): QueryParam[] {
-  const body = query.startsWith('?') ? query.slice(1) : query;
-  if (body === '') return [];
-  const out: QueryParam[] = [];
+  const body = query.startsWith('?') ? query.slice(1) : query
+  if (body === '') return []
+  const out: QueryParam[] = []
   for (const pair of body.split('&')) {
-    if (pair === '') continue;
-    const eq = pair.indexOf('=');
-    out.push({ name: paramName(pair), value: eq === -1 ? '' : decodeComponent(pair.slice(eq + 1)) });
+    if (pair === '') continue
+    const eq = pair.indexOf('=')
+    out.push({ name: paramName(pair), value: eq === -1 ? '' : decodeComponent(pair.slice(eq + 1)) })
   }
-  return out;
+  return out
 }
 
 /**
@@ -75,7 +81,7 @@ export function queryParams(query: string): QueryParam[] {
  * and in order. Names are compared decoded and case-insensitively, so `api%4Bey` and `APIKEY` go too.
  */
 export function stripCredentialQuery(url: string): string {
-  return removeQueryParams(url, CREDENTIAL_QUERY);
+  return removeQueryParams(url, CREDENTIAL_QUERY)
 }
 
 /**
@@ -84,28 +90,28 @@ export function stripCredentialQuery(url: string): string {
  * here without splitting and decoding every parameter.
  */
 function mayHoldParam(url: string, q: number, names: ReadonlySet<string>): boolean {
-  if (url.indexOf('%', q) !== -1 || url.indexOf('+', q) !== -1) return true;
-  const query = url.slice(q).toLowerCase();
-  for (const name of names) if (query.indexOf(name) !== -1) return true;
-  return false;
+  if (url.indexOf('%', q) !== -1 || url.indexOf('+', q) !== -1) return true
+  const query = url.slice(q).toLowerCase()
+  for (const name of names) if (query.indexOf(name) !== -1) return true
+  return false
 }
 
 /** `url` without the parameters whose decoded, lower-cased name is in `names`; the rest byte for byte. */
 export function removeQueryParams(url: string, names: ReadonlySet<string>): string {
-  const q = url.indexOf('?');
-  if (q === -1 || !mayHoldParam(url, q, names)) return url;
-  const kept: string[] = [];
-  let removed = false;
+  const q = url.indexOf('?')
+  if (q === -1 || !mayHoldParam(url, q, names)) return url
+  const kept: string[] = []
+  let removed = false
   for (const pair of url.slice(q + 1).split('&')) {
     if (pair !== '' && names.has(paramName(pair).toLowerCase())) {
-      removed = true;
-      continue;
+      removed = true
+      continue
     }
-    kept.push(pair);
+    kept.push(pair)
   }
-  if (!removed) return url;
-  const rest = kept.join('&');
-  return rest === '' ? url.slice(0, q) : `${url.slice(0, q)}?${rest}`;
+  if (!removed) return url
+  const rest = kept.join('&')
+  return rest === '' ? url.slice(0, q) : `${url.slice(0, q)}?${rest}`
 }
 
 /** The cookie header without the session cookie (other cookies byte for byte); null when nothing is left. */
@@ -113,25 +119,26 @@ export function withoutSessionCookie(cookie: string): string | null {
   const kept = cookie
     .split(';')
     .filter((piece) => {
-      const eq = piece.indexOf('=');
-      return (eq === -1 ? piece : piece.slice(0, eq)).trim() !== SESSION_COOKIE;
+      const eq = piece.indexOf('=')
+      return (eq === -1 ? piece : piece.slice(0, eq)).trim() !== SESSION_COOKIE
     })
     .map((piece) => piece.trim())
-    .filter((piece) => piece !== '');
-  return kept.length ? kept.join('; ') : null;
+    .filter((piece) => piece !== '')
+  return kept.length ? kept.join('; ') : null
 }
 
 /** The first value of a cookie, as Immich's cookie parser reads it. */
 export function cookieValue(cookie: string | undefined, name: string): string | undefined {
-  if (!cookie) return undefined;
+  if (!cookie) return undefined
   for (const piece of cookie.split(';')) {
-    const eq = piece.indexOf('=');
-    if (eq === -1 || piece.slice(0, eq).trim() !== name) continue;
-    let value = piece.slice(eq + 1).trim();
-    if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
-    return decodeComponent(value);
+    const eq = piece.indexOf('=')
+    if (eq === -1 || piece.slice(0, eq).trim() !== name) continue
+    let value = piece.slice(eq + 1).trim()
+    if (value.length >= 2 && value.startsWith('"') && value.endsWith('"'))
+      value = value.slice(1, -1)
+    return decodeComponent(value)
   }
-  return undefined;
+  return undefined
 }
 
 /**
@@ -141,19 +148,20 @@ export function cookieValue(cookie: string | undefined, name: string): string | 
  * credential parameters too, so no later phase (a cache key) ever holds the client's key.
  */
 export function injectUpstreamKey(c: Context<Env>, upstreamKey: string): void {
-  const edits = c.get('upstream').headerEdits;
-  const cookie = upstreamView(c).headers.cookie;
-  for (const name of CREDENTIAL_HEADERS) edits[name] = null;
-  edits['x-api-key'] = upstreamKey;
-  if (cookie !== undefined && cookie.includes(SESSION_COOKIE)) edits.cookie = withoutSessionCookie(cookie);
-  editQuery(c, CREDENTIAL_QUERY);
+  const edits = c.get('upstream').headerEdits
+  const cookie = upstreamView(c).headers.cookie
+  for (const name of CREDENTIAL_HEADERS) edits[name] = null
+  edits['x-api-key'] = upstreamKey
+  if (cookie !== undefined && cookie.includes(SESSION_COOKIE))
+    edits.cookie = withoutSessionCookie(cookie)
+  editQuery(c, CREDENTIAL_QUERY)
 }
 
 /** Removes query parameters from the upstream URL and from `c.get('query')` alike. */
 export function editQuery(c: Context<Env>, names: ReadonlySet<string>): void {
-  c.get('upstream').url = removeQueryParams(c.get('upstream').url, names);
-  const query = c.get('query');
-  if (query !== '') c.set('query', removeQueryParams(`/${query}`, names).slice(1));
+  c.get('upstream').url = removeQueryParams(c.get('upstream').url, names)
+  const query = c.get('query')
+  if (query !== '') c.set('query', removeQueryParams(`/${query}`, names).slice(1))
 }
 
 /**
@@ -161,49 +169,49 @@ export function editQuery(c: Context<Env>, names: ReadonlySet<string>): void {
  * edits earlier phases made (the legacy phase may move a credential), and the upstream query.
  */
 export function upstreamView(c: Context<Env>): { headers: IncomingHttpHeaders; query: string } {
-  const edits = c.get('upstream').headerEdits;
-  let headers = c.env.incoming.headers;
+  const edits = c.get('upstream').headerEdits
+  let headers = c.env.incoming.headers
   for (const name in edits) {
-    if (headers === c.env.incoming.headers) headers = { ...headers };
-    const value = edits[name];
-    if (value === null || value === undefined) delete headers[name];
-    else headers[name] = value;
+    if (headers === c.env.incoming.headers) headers = { ...headers }
+    const value = edits[name]
+    if (value === null || value === undefined) delete headers[name]
+    else headers[name] = value
   }
-  const url = c.get('upstream').url;
-  const q = url.indexOf('?');
-  return { headers, query: q === -1 ? '' : url.slice(q) };
+  const url = c.get('upstream').url
+  const q = url.indexOf('?')
+  return { headers, query: q === -1 ? '' : url.slice(q) }
 }
 
-export type NativeKind = 'sharedLink' | 'session' | 'apiKey';
+export type NativeKind = 'sharedLink' | 'session' | 'apiKey'
 
 /** The credential Immich will use for this request, found in Immich's own order. */
 export interface NativeCredential {
-  kind: NativeKind;
+  kind: NativeKind
   /** Where it was found, for the access log (`x-immich-share-key`, `query:key`, `cookie`...). */
-  source: string;
-  value: string;
+  source: string
+  value: string
 }
 
 function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {
-  const v = headers[name];
-  const s = Array.isArray(v) ? v[0] : v;
-  return s ? s : undefined;
+  const v = headers[name]
+  const s = Array.isArray(v) ? v[0] : v
+  return s ? s : undefined
 }
 
 /** Immich reads exactly these query names (after decoding); the first value counts. */
 function queryValue(params: QueryParam[], name: string): string | undefined {
-  for (const p of params) if (p.name === name && p.value !== '') return p.value;
-  return undefined;
+  for (const p of params) if (p.name === name && p.value !== '') return p.value
+  return undefined
 }
 
 /** The bearer token of an `Authorization` header (`Bearer` in any case), or undefined. */
 export function bearerToken(headers: IncomingHttpHeaders): string | undefined {
-  const auth = headers.authorization;
-  if (!auth) return undefined;
-  const space = auth.indexOf(' ');
-  if (space === -1 || auth.slice(0, space).toLowerCase() !== 'bearer') return undefined;
-  const token = auth.slice(space + 1).trim();
-  return token || undefined;
+  const auth = headers.authorization
+  if (!auth) return undefined
+  const space = auth.indexOf(' ')
+  if (space === -1 || auth.slice(0, space).toLowerCase() !== 'bearer') return undefined
+  const token = auth.slice(space + 1).trim()
+  return token || undefined
 }
 
 /**
@@ -211,9 +219,13 @@ export function bearerToken(headers: IncomingHttpHeaders): string | undefined {
  * session token (headers, `sessionKey`, opaque bearer, cookie), API key. Undefined when none.
  * `query` is the raw query string; websocket upgrades pass '' (Immich ignores query credentials there).
  */
-export function findNativeCredential(headers: IncomingHttpHeaders, query: string): NativeCredential | undefined {
-  const params = query ? queryParams(query) : [];
-  const found = (kind: NativeKind, source: string, value: string | undefined) => (value ? { kind, source, value } : undefined);
+export function findNativeCredential(
+  headers: IncomingHttpHeaders,
+  query: string
+): NativeCredential | undefined {
+  const params = query ? queryParams(query) : []
+  const found = (kind: NativeKind, source: string, value: string | undefined) =>
+    value ? { kind, source, value } : undefined
   return (
     found('sharedLink', 'x-immich-share-key', headerValue(headers, 'x-immich-share-key')) ??
     found('sharedLink', 'query:key', queryValue(params, 'key')) ??
@@ -226,5 +238,5 @@ export function findNativeCredential(headers: IncomingHttpHeaders, query: string
     found('session', 'cookie', cookieValue(headers.cookie, SESSION_COOKIE)) ??
     found('apiKey', 'x-api-key', headerValue(headers, 'x-api-key')) ??
     found('apiKey', 'query:apiKey', queryValue(params, 'apiKey'))
-  );
+  )
 }

@@ -3,49 +3,87 @@
  * with the sha-256 of its key (never the key), its scopes, and the env var holding the Immich API key
  * the gateway injects for it.
  */
-import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
-import { AddressSet } from '../net.js';
-import { credentialIdentity, KEY_HASH_PATTERN } from './hash.js';
-import { GATEWAY_KEY_PATTERN } from './keygen.js';
-import type { ScopeResolver } from './scopes.js';
+import { randomBytes } from 'node:crypto'
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs'
+import { basename, dirname, join, resolve } from 'node:path'
+import { parse as parseYaml } from 'yaml'
+import { z } from 'zod'
+import { AddressSet } from '../net.js'
+import { credentialIdentity, KEY_HASH_PATTERN } from './hash.js'
+import { GATEWAY_KEY_PATTERN } from './keygen.js'
+import type { ScopeResolver } from './scopes.js'
 
-const DEFAULT_KEYS_FILE = 'config/keys.yaml';
+const DEFAULT_KEYS_FILE = 'config/keys.yaml'
 
 /** The keys file in use: the explicit path, else env GATEWAY_KEYS_FILE, else config/keys.yaml (relative to the working directory). */
-export function resolveKeysFile(explicit?: string, env: Record<string, string | undefined> = process.env): { file: string; explicit: boolean } {
-  const chosen = explicit ?? env.GATEWAY_KEYS_FILE;
-  return { file: resolve(chosen ?? DEFAULT_KEYS_FILE), explicit: chosen !== undefined };
+export function resolveKeysFile(
+  explicit?: string,
+  env: Record<string, string | undefined> = process.env
+): { file: string; explicit: boolean } {
+  const chosen = explicit ?? env.GATEWAY_KEYS_FILE
+  return { file: resolve(chosen ?? DEFAULT_KEYS_FILE), explicit: chosen !== undefined }
 }
 
 export class KeysFileError extends Error {
-  override name = 'KeysFileError';
+  override name = 'KeysFileError'
 }
 
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 /** Client names are metric labels: bounded, plain. */
-export const CLIENT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export const CLIENT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 
 const timestamp = z
   .string()
-  .refine((s) => !Number.isNaN(Date.parse(s)), 'expected an ISO 8601 date/time such as 2026-12-31T00:00:00Z');
+  .refine(
+    (s) => !Number.isNaN(Date.parse(s)),
+    'expected an ISO 8601 date/time such as 2026-12-31T00:00:00Z'
+  )
 
 const keyHashField = z
   .string()
-  .refine((s) => !GATEWAY_KEY_PATTERN.test(s), 'this is a key, not its hash: store "sha256:<hex>" (keys add does it), and treat this key as leaked')
-  .refine((s) => KEY_HASH_PATTERN.test(s), 'expected "sha256:" followed by 64 lower-case hex digits');
+  .refine(
+    (s) => !GATEWAY_KEY_PATTERN.test(s),
+    'this is a key, not its hash: store "sha256:<hex>" (keys add does it), and treat this key as leaked'
+  )
+  .refine(
+    (s) => KEY_HASH_PATTERN.test(s),
+    'expected "sha256:" followed by 64 lower-case hex digits'
+  )
 
 const clientSchema = z
   .object({
-    name: z.string().regex(CLIENT_NAME, '1–64 letters, digits, ".", "_" or "-", starting with a letter or digit').describe('Client name: the label in logs and metrics.'),
-    keyHash: keyHashField.describe('sha256 of the key, as "sha256:<hex>". The key itself is never stored.'),
-    scopes: z.array(z.string().min(1)).min(1).describe('Immich permissions, wildcards (asset.*), all, or presets from config/scopes.yaml.'),
-    upstreamKeyEnv: z.string().regex(ENV_NAME, 'expected an environment variable name').describe('Env var holding the Immich API key injected for this client.'),
+    name: z
+      .string()
+      .regex(CLIENT_NAME, '1–64 letters, digits, ".", "_" or "-", starting with a letter or digit')
+      .describe('Client name: the label in logs and metrics.'),
+    keyHash: keyHashField.describe(
+      'sha256 of the key, as "sha256:<hex>". The key itself is never stored.'
+    ),
+    scopes: z
+      .array(z.string().min(1))
+      .min(1)
+      .describe(
+        'Immich permissions, wildcards (asset.*), all, or presets from config/scopes.yaml.'
+      ),
+    upstreamKeyEnv: z
+      .string()
+      .regex(ENV_NAME, 'expected an environment variable name')
+      .describe('Env var holding the Immich API key injected for this client.'),
     expiresAt: timestamp.optional().describe('After this instant the key gets 401.'),
-    allowFrom: z.array(z.string()).optional().describe('Only these addresses/CIDRs may use the key.'),
+    allowFrom: z
+      .array(z.string())
+      .optional()
+      .describe('Only these addresses/CIDRs may use the key.'),
     previous: z
       .array(
         z
@@ -53,111 +91,122 @@ const clientSchema = z
             keyHash: keyHashField.describe('Hash of a rotated-out key.'),
             validUntil: timestamp.describe('The rotated-out key works until then.'),
           })
-          .strict(),
+          .strict()
       )
       .optional()
       .describe('Keys replaced by `keys rotate`, valid for a grace period.'),
     createdAt: timestamp.optional().describe('When the key was made (informational).'),
     description: z.string().max(500).optional().describe('Free text for humans.'),
   })
-  .strict();
+  .strict()
 
 const keysFileSchema = z
   .object({
     clients: z.array(clientSchema).nullable().default([]).describe('One entry per client key.'),
   })
-  .strict();
+  .strict()
 
-export type KeysFile = { clients: ClientEntry[] };
-export type ClientEntry = z.infer<typeof clientSchema>;
+export type KeysFile = { clients: ClientEntry[] }
+export type ClientEntry = z.infer<typeof clientSchema>
 
 function firstLine(message: string): string {
-  return message.split('\n')[0] ?? message;
+  return message.split('\n')[0] ?? message
 }
 
 /** Parses keys-file text; errors name the field (`clients[1].scopes: ...`) and never echo a value. */
 export function parseKeysText(text: string, source: string): KeysFile {
-  let raw: unknown;
+  let raw: unknown
   try {
-    raw = parseYaml(text);
+    raw = parseYaml(text)
   } catch (err) {
     // Only the first line: the rest is a snippet of the file.
-    throw new KeysFileError(`${source}: not valid YAML: ${firstLine((err as Error).message)}`);
+    throw new KeysFileError(`${source}: not valid YAML: ${firstLine((err as Error).message)}`)
   }
-  const parsed = keysFileSchema.safeParse(raw ?? {});
+  const parsed = keysFileSchema.safeParse(raw ?? {})
   if (!parsed.success) {
-    const lines = parsed.error.issues.map((issue) => `${source}: ${fieldPath(issue.path, raw)}: ${issue.message}`);
-    throw new KeysFileError(lines.join('\n'));
+    const lines = parsed.error.issues.map(
+      (issue) => `${source}: ${fieldPath(issue.path, raw)}: ${issue.message}`
+    )
+    throw new KeysFileError(lines.join('\n'))
   }
-  return { clients: parsed.data.clients ?? [] };
+  return { clients: parsed.data.clients ?? [] }
 }
 
 /** `clients[2] (photo-frame).scopes` — the index and, when readable, the client's name. */
 function fieldPath(path: readonly PropertyKey[], raw: unknown): string {
-  let out = '';
+  let out = ''
   path.forEach((part, i) => {
     if (typeof part === 'number') {
-      out += `[${part}]`;
+      out += `[${part}]`
       if (i === 1 && path[0] === 'clients') {
-        const name = (raw as { clients?: { name?: unknown }[] })?.clients?.[part]?.name;
-        if (typeof name === 'string' && CLIENT_NAME.test(name)) out += ` (${name})`;
+        const name = (raw as { clients?: { name?: unknown }[] })?.clients?.[part]?.name
+        if (typeof name === 'string' && CLIENT_NAME.test(name)) out += ` (${name})`
       }
-    } else out += `${out ? '.' : ''}${String(part)}`;
-  });
-  return out || '(root)';
+    } else out += `${out ? '.' : ''}${String(part)}`
+  })
+  return out || '(root)'
 }
 
 /** A client as the gateway holds it: scopes expanded, its upstream key read from the environment. */
 export interface GatewayClient {
-  name: string;
-  scopes: ReadonlySet<string>;
+  name: string
+  scopes: ReadonlySet<string>
   /** The Immich API key injected upstream (secret: never logged). */
-  upstreamKey: string;
-  upstreamIdentity: string;
+  upstreamKey: string
+  upstreamIdentity: string
   /** epoch ms */
-  expiresAt?: number;
-  allowFrom?: AddressSet;
+  expiresAt?: number
+  allowFrom?: AddressSet
 }
 
 interface KeyTableEntry {
-  client: GatewayClient;
+  client: GatewayClient
   /** Set for a rotated-out key: epoch ms until which it still works. */
-  validUntil?: number;
+  validUntil?: number
 }
 
 export interface KeyTable {
   /** Keyed by the lower-case hex sha-256 of the key. */
-  byHash: Map<string, KeyTableEntry>;
-  clients: Map<string, GatewayClient>;
+  byHash: Map<string, KeyTableEntry>
+  clients: Map<string, GatewayClient>
 }
 
 /**
  * Validates every entry (scopes against the permission catalogue and presets, CIDRs, env vars) and
  * builds the lookup table. Throws KeysFileError naming the client and field.
  */
-export function buildKeyTable(file: KeysFile, scopes: ScopeResolver, source: string, env: Record<string, string | undefined> = process.env): KeyTable {
-  const byHash = new Map<string, KeyTableEntry>();
-  const clients = new Map<string, GatewayClient>();
+export function buildKeyTable(
+  file: KeysFile,
+  scopes: ScopeResolver,
+  source: string,
+  env: Record<string, string | undefined> = process.env
+): KeyTable {
+  const byHash = new Map<string, KeyTableEntry>()
+  const clients = new Map<string, GatewayClient>()
   file.clients.forEach((entry, i) => {
-    const where = `${source}: clients[${i}] (${entry.name})`;
-    if (clients.has(entry.name)) throw new KeysFileError(`${where}.name: duplicate client name`);
-    let expanded: Set<string>;
+    const where = `${source}: clients[${i}] (${entry.name})`
+    if (clients.has(entry.name)) throw new KeysFileError(`${where}.name: duplicate client name`)
+    let expanded: Set<string>
     try {
-      expanded = scopes.expand(entry.scopes);
+      expanded = scopes.expand(entry.scopes)
     } catch (err) {
-      throw new KeysFileError(`${where}.scopes${(err as Error).message.startsWith('[') ? '' : ': '}${(err as Error).message}`);
+      throw new KeysFileError(
+        `${where}.scopes${(err as Error).message.startsWith('[') ? '' : ': '}${(err as Error).message}`
+      )
     }
-    let allowFrom: AddressSet | undefined;
+    let allowFrom: AddressSet | undefined
     if (entry.allowFrom) {
       try {
-        allowFrom = new AddressSet(entry.allowFrom);
+        allowFrom = new AddressSet(entry.allowFrom)
       } catch (err) {
-        throw new KeysFileError(`${where}.allowFrom: ${(err as Error).message}`);
+        throw new KeysFileError(`${where}.allowFrom: ${(err as Error).message}`)
       }
     }
-    const upstreamKey = env[entry.upstreamKeyEnv];
+    const upstreamKey = env[entry.upstreamKeyEnv]
     if (!upstreamKey) {
-      throw new KeysFileError(`${where}.upstreamKeyEnv: environment variable ${entry.upstreamKeyEnv} is not set (it must hold the Immich API key injected for ${entry.name})`);
+      throw new KeysFileError(
+        `${where}.upstreamKeyEnv: environment variable ${entry.upstreamKeyEnv} is not set (it must hold the Immich API key injected for ${entry.name})`
+      )
     }
     const client: GatewayClient = {
       name: entry.name,
@@ -166,26 +215,32 @@ export function buildKeyTable(file: KeysFile, scopes: ScopeResolver, source: str
       upstreamIdentity: credentialIdentity('u:', upstreamKey),
       ...(entry.expiresAt ? { expiresAt: Date.parse(entry.expiresAt) } : {}),
       ...(allowFrom ? { allowFrom } : {}),
-    };
-    clients.set(entry.name, client);
+    }
+    clients.set(entry.name, client)
     const add = (hash: string, field: string, validUntil?: number) => {
-      const hex = hash.slice('sha256:'.length);
-      if (byHash.has(hex)) throw new KeysFileError(`${where}.${field}: the same key hash appears twice in the file`);
-      byHash.set(hex, validUntil === undefined ? { client } : { client, validUntil });
-    };
-    add(entry.keyHash, 'keyHash');
-    entry.previous?.forEach((prev, j) => add(prev.keyHash, `previous[${j}].keyHash`, Date.parse(prev.validUntil)));
-  });
-  return { byHash, clients };
+      const hex = hash.slice('sha256:'.length)
+      if (byHash.has(hex))
+        throw new KeysFileError(`${where}.${field}: the same key hash appears twice in the file`)
+      byHash.set(hex, validUntil === undefined ? { client } : { client, validUntil })
+    }
+    add(entry.keyHash, 'keyHash')
+    entry.previous?.forEach((prev, j) =>
+      add(prev.keyHash, `previous[${j}].keyHash`, Date.parse(prev.validUntil))
+    )
+  })
+  return { byHash, clients }
 }
 
 /** Reads a keys file; a missing file is an empty one when `missingOk`. */
 export function readKeysFile(path: string, missingOk: boolean): { text: string; exists: boolean } {
   try {
-    return { text: readFileSync(path, 'utf8'), exists: true };
+    return { text: readFileSync(path, 'utf8'), exists: true }
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && missingOk) return { text: '', exists: false };
-    throw new KeysFileError(`${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && missingOk)
+      return { text: '', exists: false }
+    throw new KeysFileError(
+      `${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`
+    )
   }
 }
 
@@ -195,25 +250,28 @@ export function readKeysFile(path: string, missingOk: boolean): { text: string; 
  * A new file is created readable by its owner only.
  */
 export function writeFileAtomic(path: string, text: string): void {
-  mkdirSync(dirname(path), { recursive: true });
-  let mode = 0o600;
+  mkdirSync(dirname(path), { recursive: true })
+  let mode = 0o600
   try {
-    mode = statSync(path).mode & 0o777;
+    mode = statSync(path).mode & 0o777
   } catch {
     /* new file */
   }
-  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const fd = openSync(temp, 'wx', mode);
+  const temp = join(
+    dirname(path),
+    `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
+  )
+  const fd = openSync(temp, 'wx', mode)
   try {
-    writeSync(fd, text);
-    fsyncSync(fd);
+    writeSync(fd, text)
+    fsyncSync(fd)
   } finally {
-    closeSync(fd);
+    closeSync(fd)
   }
   try {
-    renameSync(temp, path);
+    renameSync(temp, path)
   } catch (err) {
-    unlinkSync(temp);
-    throw err;
+    unlinkSync(temp)
+    throw err
   }
 }

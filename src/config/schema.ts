@@ -1,49 +1,107 @@
-import { z } from 'zod';
+import { z } from 'zod'
 
 const seconds = (def: number, what: string) =>
-  z.number().positive().max(86_400 * 7).default(def).describe(what);
+  z
+    .number()
+    .positive()
+    .max(86_400 * 7)
+    .default(def)
+    .describe(what)
 
 /** An http(s) URL with no path beyond `/`: Immich must be served at the root of its host. */
 const upstreamUrl = z
   .string()
   .url('expected an http(s) URL like http://immich-server:2283')
-  .refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol), 'expected an http:// or https:// URL');
+  .refine(
+    (u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol),
+    'expected an http:// or https:// URL'
+  )
 
 export const serverSchema = z
   .object({
     host: z.string().min(1).default('0.0.0.0').describe('Address to listen on (env HOST).'),
-    port: z.number().int().min(0).max(65535).default(8080).describe('Port to listen on (env PORT).'),
+    port: z
+      .number()
+      .int()
+      .min(0)
+      .max(65535)
+      .default(8080)
+      .describe('Port to listen on (env PORT).'),
     trustedProxies: z
       .array(z.string())
       .default([])
-      .describe('CIDRs or addresses of proxies in front of the gateway whose X-Forwarded-For is believed.'),
-    shutdownGraceSeconds: seconds(30, 'On SIGTERM, how long in-flight requests may take to finish.'),
-    maxHeaderBytes: z.number().int().min(1024).max(1_048_576).default(32_768).describe('Largest request header block accepted.'),
+      .describe(
+        'CIDRs or addresses of proxies in front of the gateway whose X-Forwarded-For is believed.'
+      ),
+    shutdownGraceSeconds: seconds(
+      30,
+      'On SIGTERM, how long in-flight requests may take to finish.'
+    ),
+    maxHeaderBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(1_048_576)
+      .default(32_768)
+      .describe('Largest request header block accepted.'),
   })
-  .strict();
+  .strict()
 
 export const upstreamSchema = z
   .object({
-    url: upstreamUrl.default('http://127.0.0.1:2283').describe('The Immich server (env IMMICH_URL).'),
-    headersTimeoutSeconds: seconds(600, 'Answer 504 when Immich sends no response headers within this time (Immich docs advise 600 s).'),
-    connectTimeoutSeconds: seconds(10, 'Answer 502 when a connection to Immich cannot be opened within this time.'),
-    connections: z.number().int().min(1).max(4096).default(256).describe('Keep-alive connections per upstream.'),
-    keepAliveTimeoutSeconds: seconds(4, 'Idle keep-alive sockets are closed after this (below Immich\'s own 5 s).'),
+    url: upstreamUrl
+      .default('http://127.0.0.1:2283')
+      .describe('The Immich server (env IMMICH_URL).'),
+    headersTimeoutSeconds: seconds(
+      600,
+      'Answer 504 when Immich sends no response headers within this time (Immich docs advise 600 s).'
+    ),
+    connectTimeoutSeconds: seconds(
+      10,
+      'Answer 502 when a connection to Immich cannot be opened within this time.'
+    ),
+    connections: z
+      .number()
+      .int()
+      .min(1)
+      .max(4096)
+      .default(256)
+      .describe('Keep-alive connections per upstream.'),
+    keepAliveTimeoutSeconds: seconds(
+      4,
+      "Idle keep-alive sockets are closed after this (below Immich's own 5 s)."
+    ),
   })
-  .strict();
+  .strict()
 
 export const metricsSchema = z
   .object({
-    enabled: z.boolean().default(true).describe('Record request metrics (off only to measure their cost; /metrics still answers).'),
-    port: z.number().int().min(0).max(65535).optional().describe('Serve /metrics on its own listener at this port (env METRICS_PORT).'),
-    host: z.string().default('127.0.0.1').describe('Address of the metrics listener; loopback by default so it is never public by accident.'),
+    enabled: z
+      .boolean()
+      .default(true)
+      .describe('Record request metrics (off only to measure their cost; /metrics still answers).'),
+    port: z
+      .number()
+      .int()
+      .min(0)
+      .max(65535)
+      .optional()
+      .describe('Serve /metrics on its own listener at this port (env METRICS_PORT).'),
+    host: z
+      .string()
+      .default('127.0.0.1')
+      .describe(
+        'Address of the metrics listener; loopback by default so it is never public by accident.'
+      ),
     bearerTokenEnv: z
       .string()
       .regex(/^[A-Z_][A-Z0-9_]*$/, 'expected an environment variable name')
       .optional()
-      .describe('Also serve /metrics on the main port, to requests bearing the token held in this env var.'),
+      .describe(
+        'Also serve /metrics on the main port, to requests bearing the token held in this env var.'
+      ),
   })
-  .strict();
+  .strict()
 
 export const configSchema = z
   .object({
@@ -51,19 +109,28 @@ export const configSchema = z
     upstream: upstreamSchema.default(upstreamSchema.parse({})),
     logging: z
       .object({
-        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('env LOG_LEVEL'),
+        level: z
+          .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+          .default('info')
+          .describe('env LOG_LEVEL'),
         accessLog: z.boolean().default(true).describe('One JSON line per request (at level info).'),
       })
       .strict()
       .default({ level: 'info', accessLog: true }),
     metrics: metricsSchema.default(metricsSchema.parse({})),
     redis: z
-      .object({ url: z.string().url().optional().describe('Redis for shared limits and cache (env REDIS_URL); unset → in memory.') })
+      .object({
+        url: z
+          .string()
+          .url()
+          .optional()
+          .describe('Redis for shared limits and cache (env REDIS_URL); unset → in memory.'),
+      })
       .strict()
       .default({}),
     /** Policy options, validated by each policy's own schema (policies/index.ts). */
     policies: z.record(z.string(), z.unknown()).default({}),
   })
-  .strict();
+  .strict()
 
-export type GatewayConfig = z.infer<typeof configSchema>;
+export type GatewayConfig = z.infer<typeof configSchema>

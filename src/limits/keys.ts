@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
-import { isIP } from 'node:net';
-import type { Principal } from '../env.js';
+import { createHash } from 'node:crypto'
+import { isIP } from 'node:net'
+import type { Principal } from '../env.js'
 
 /**
  * The address part of a key. An IPv6 client usually holds a whole /64 (RFC 6177 hands sites /48-/56
@@ -8,12 +8,17 @@ import type { Principal } from '../env.js';
  * give an attacker a fresh budget per request.
  */
 export function addressKey(ip: string): string {
-  if (isIP(ip) !== 6) return ip;
-  const [head = '', tail = ''] = ip.split('%')[0]!.split('::');
-  const left = head ? head.split(':') : [];
-  const right = ip.includes('::') && tail ? tail.split(':') : [];
-  const groups = ip.includes('::') ? [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right] : left;
-  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
+  if (isIP(ip) !== 6) return ip
+  const [head = '', tail = ''] = ip.split('%')[0]!.split('::')
+  const left = head ? head.split(':') : []
+  const right = ip.includes('::') && tail ? tail.split(':') : []
+  const groups = ip.includes('::')
+    ? [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right]
+    : left
+  return `${groups
+    .slice(0, 4)
+    .map((g) => parseInt(g, 16).toString(16))
+    .join(':')}::/64`
 }
 
 /**
@@ -25,18 +30,18 @@ export function addressKey(ip: string): string {
 export function principalKey(principal: Principal, clientIp: string): string {
   switch (principal.kind) {
     case 'gateway-key':
-      return `c:${principal.client}`;
+      return `c:${principal.client}`
     case 'jwt':
     case 'native':
-      return `u:${principal.upstreamIdentity}`;
+      return `u:${principal.upstreamIdentity}`
     case 'shared-link':
-      return `s:${principal.upstreamIdentity}|ip:${addressKey(clientIp)}`;
+      return `s:${principal.upstreamIdentity}|ip:${addressKey(clientIp)}`
     default:
-      return `ip:${addressKey(clientIp)}`;
+      return `ip:${addressKey(clientIp)}`
   }
 }
 
 /** A short one-way digest for values that must not appear in Redis keys (emails, share keys). */
 export function digest(value: string): string {
-  return createHash('sha256').update(value).digest('base64url').slice(0, 22);
+  return createHash('sha256').update(value).digest('base64url').slice(0, 22)
 }

@@ -1,11 +1,12 @@
-import pino, { type Logger } from 'pino';
+import pino, { type Logger } from 'pino'
 
 /** Query parameters that carry credentials: their values never reach a log line. */
-const SECRET_QUERY = /([?&](?:apikey|x-api-key|key|slug|sessionkey|token|access_token|id_token|password)=)[^&#]*/gi;
+const SECRET_QUERY =
+  /([?&](?:apikey|x-api-key|key|slug|sessionkey|token|access_token|id_token|password)=)[^&#]*/gi
 
 /** The URL as it may be logged: credential query values replaced by `[REDACTED]`. */
 export function redactUrl(url: string): string {
-  return url.indexOf('=') === -1 ? url : url.replace(SECRET_QUERY, '$1[REDACTED]');
+  return url.indexOf('=') === -1 ? url : url.replace(SECRET_QUERY, '$1[REDACTED]')
 }
 
 /**
@@ -33,6 +34,6 @@ export function createLogger(level: string, destination?: pino.DestinationStream
         censor: '[REDACTED]',
       },
     },
-    destination,
-  );
+    destination
+  )
 }

@@ -1,18 +1,18 @@
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { Context } from 'hono';
-import { Agent, type Dispatcher } from 'undici';
-import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import type { GatewayConfig } from '../config/schema.js';
-import type { Env } from '../env.js';
-import { GatewayError } from '../errors.js';
-import { endToEndHeaders, responseHeaders, setForwardedHeaders } from './headers.js';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
+import type { Context } from 'hono'
+import { Agent, type Dispatcher } from 'undici'
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
+import type { GatewayConfig } from '../config/schema.js'
+import type { Env } from '../env.js'
+import { GatewayError } from '../errors.js'
+import { endToEndHeaders, responseHeaders, setForwardedHeaders } from './headers.js'
 
-export type UpstreamErrorKind = 'refused' | 'reset' | 'timeout' | 'dns' | 'other';
+export type UpstreamErrorKind = 'refused' | 'reset' | 'timeout' | 'dns' | 'other'
 
 /** Called once per upstream exchange: headers time and outcome, for metrics. */
 export interface UpstreamObserver {
-  onHeaders?(c: Context<Env>, seconds: number, status: number): void;
-  onError?(kind: UpstreamErrorKind): void;
+  onHeaders?(c: Context<Env>, seconds: number, status: number): void
+  onError?(kind: UpstreamErrorKind): void
 }
 
 /**
@@ -21,64 +21,77 @@ export interface UpstreamObserver {
  * when it may go on); `end`/`fail` close it.
  */
 export interface ResponseSink {
-  start(status: number, headers: OutgoingHttpHeaders): void;
-  data(chunk: Buffer, resume: () => void): boolean;
-  end(): void;
+  start(status: number, headers: OutgoingHttpHeaders): void
+  data(chunk: Buffer, resume: () => void): boolean
+  end(): void
   /** The exchange failed after `start`: the client's response can only be cut. */
-  fail(err: Error): void;
+  fail(err: Error): void
 }
 
 export interface Forwarder {
   /** Streams the upstream answer straight into the client's response (the hot path). */
-  pipe(c: Context<Env>, tap?: (status: number, headers: OutgoingHttpHeaders) => ResponseSink | undefined): Promise<Response>;
+  pipe(
+    c: Context<Env>,
+    tap?: (status: number, headers: OutgoingHttpHeaders) => ResponseSink | undefined
+  ): Promise<Response>
   /** Sends the request and buffers the answer (small JSON only: legacy response shapes). */
-  capture(c: Context<Env>, maxBytes: number): Promise<CapturedResponse>;
+  capture(c: Context<Env>, maxBytes: number): Promise<CapturedResponse>
   /** Builds the upstream header set for this request (also used by the websocket upgrade). */
-  upstreamHeaders(c: Context<Env>): Record<string, string | string[]>;
-  readonly agent: Agent;
-  readonly origin: string;
-  close(): Promise<void>;
+  upstreamHeaders(c: Context<Env>): Record<string, string | string[]>
+  readonly agent: Agent
+  readonly origin: string
+  close(): Promise<void>
 }
 
 export interface CapturedResponse {
-  status: number;
-  headers: OutgoingHttpHeaders;
-  body: Buffer;
+  status: number
+  headers: OutgoingHttpHeaders
+  body: Buffer
 }
 
 /** Maps undici/socket errors to what the client is told, and to a bounded metric label. */
-export function classifyUpstreamError(err: unknown): { kind: UpstreamErrorKind; status: number; message: string } {
-  const e = err as { code?: string; name?: string; cause?: { code?: string } };
-  const code = e.code ?? e.cause?.code ?? '';
-  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ETIMEDOUT') {
-    return { kind: 'timeout', status: 504, message: 'Immich did not answer in time' };
+export function classifyUpstreamError(err: unknown): {
+  kind: UpstreamErrorKind
+  status: number
+  message: string
+} {
+  const e = err as { code?: string; name?: string; cause?: { code?: string } }
+  const code = e.code ?? e.cause?.code ?? ''
+  if (
+    code === 'UND_ERR_HEADERS_TIMEOUT' ||
+    code === 'UND_ERR_CONNECT_TIMEOUT' ||
+    code === 'ETIMEDOUT'
+  ) {
+    return { kind: 'timeout', status: 504, message: 'Immich did not answer in time' }
   }
-  if (code === 'ECONNREFUSED') return { kind: 'refused', status: 502, message: 'Immich is not reachable' };
-  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return { kind: 'dns', status: 502, message: 'Immich is not reachable' };
+  if (code === 'ECONNREFUSED')
+    return { kind: 'refused', status: 502, message: 'Immich is not reachable' }
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN')
+    return { kind: 'dns', status: 502, message: 'Immich is not reachable' }
   if (code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE') {
-    return { kind: 'reset', status: 502, message: 'Immich closed the connection' };
+    return { kind: 'reset', status: 502, message: 'Immich closed the connection' }
   }
-  return { kind: 'other', status: 502, message: 'Bad answer from Immich' };
+  return { kind: 'other', status: 502, message: 'Bad answer from Immich' }
 }
 
 class ClientGone extends Error {
-  override name = 'ClientGone';
+  override name = 'ClientGone'
 }
 
 function expectsContinue(req: IncomingMessage): boolean {
-  const expect = req.headers.expect;
-  return typeof expect === 'string' && expect.toLowerCase() === '100-continue';
+  const expect = req.headers.expect
+  return typeof expect === 'string' && expect.toLowerCase() === '100-continue'
 }
 
 /** Has the request a body to stream? (RFC 9112 §6.3: Content-Length or Transfer-Encoding says so.) */
 function hasBody(req: IncomingMessage): boolean {
-  const length = req.headers['content-length'];
-  return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
+  const length = req.headers['content-length']
+  return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined
 }
 
 export function createForwarder(config: GatewayConfig, observer: UpstreamObserver = {}): Forwarder {
-  const { upstream } = config;
-  const origin = new URL(upstream.url).origin;
+  const { upstream } = config
+  const origin = new URL(upstream.url).origin
   const agent = new Agent({
     connections: upstream.connections,
     keepAliveTimeout: upstream.keepAliveTimeoutSeconds * 1000,
@@ -86,185 +99,193 @@ export function createForwarder(config: GatewayConfig, observer: UpstreamObserve
     // No overall body timeout: an hour-long upload at modem speed must complete.
     bodyTimeout: 0,
     connect: { timeout: upstream.connectTimeoutSeconds * 1000 },
-  });
+  })
 
   function upstreamHeaders(c: Context<Env>): Record<string, string | string[]> {
-    const req = c.env.incoming;
-    const out = endToEndHeaders(req.headers);
+    const req = c.env.incoming
+    const out = endToEndHeaders(req.headers)
     setForwardedHeaders(out, req.headers, {
       clientIp: c.get('clientIp'),
       peerAddress: c.get('peer').address,
       peerTrusted: c.get('peer').trusted,
       encrypted: (req.socket as { encrypted?: boolean }).encrypted === true,
-    });
+    })
     // Immich 3 adopts an incoming X-Correlation-ID as its own: one id follows the request through both logs.
-    out['x-correlation-id'] = c.get('requestId');
-    const edits = c.get('upstream').headerEdits;
+    out['x-correlation-id'] = c.get('requestId')
+    const edits = c.get('upstream').headerEdits
     for (const name in edits) {
-      const value = edits[name];
-      if (value === null || value === undefined) delete out[name];
-      else out[name] = value;
+      const value = edits[name]
+      if (value === null || value === undefined) delete out[name]
+      else out[name] = value
     }
-    return out;
+    return out
   }
 
   /** One upstream exchange. Resolves when the sink has ended; rejects with a GatewayError before `start`. */
   function exchange(c: Context<Env>, sink: ResponseSink): Promise<void> {
-    const req = c.env.incoming;
-    const res = c.env.outgoing;
-    const up = c.get('upstream');
-    const headers = upstreamHeaders(c);
-    let body: Dispatcher.DispatchOptions['body'] = null;
+    const req = c.env.incoming
+    const res = c.env.outgoing
+    const up = c.get('upstream')
+    const headers = upstreamHeaders(c)
+    let body: Dispatcher.DispatchOptions['body'] = null
     if (up.body) {
-      body = up.body;
-      headers['content-length'] = String(up.body.length);
-      delete headers['transfer-encoding'];
+      body = up.body
+      headers['content-length'] = String(up.body.length)
+      delete headers['transfer-encoding']
     } else if (hasBody(req)) {
       // The client waits for "100 Continue" before sending a large body: send it only now that every
       // policy has let the request through, so a refused upload never starts.
-      if (res && expectsContinue(req)) res.writeContinue();
+      if (res && expectsContinue(req)) res.writeContinue()
       if (up.bodyTransform) {
-        body = up.bodyTransform(req);
-        delete headers['content-length'];
+        body = up.bodyTransform(req)
+        delete headers['content-length']
       } else {
-        body = req;
+        body = req
       }
     }
-    const started = process.hrtime.bigint();
+    const started = process.hrtime.bigint()
 
     return new Promise<void>((resolve, reject) => {
-      let controller: Dispatcher.DispatchController | undefined;
-      let started_ = false;
-      let settled = false;
+      let controller: Dispatcher.DispatchController | undefined
+      let started_ = false
+      let settled = false
       const settle = (err?: Error) => {
-        if (settled) return;
-        settled = true;
-        res?.off('close', onClientClose);
-        if (err) reject(err);
-        else resolve();
-      };
+        if (settled) return
+        settled = true
+        res?.off('close', onClientClose)
+        if (err) reject(err)
+        else resolve()
+      }
       // The client went away (mid-upload or mid-download): abort upstream so no socket is left behind.
       const onClientClose = () => {
-        if (res && !res.writableFinished) controller?.abort(new ClientGone('client closed the connection'));
-      };
-      res?.on('close', onClientClose);
+        if (res && !res.writableFinished)
+          controller?.abort(new ClientGone('client closed the connection'))
+      }
+      res?.on('close', onClientClose)
 
       const handler: Dispatcher.DispatchHandler = {
         onRequestStart(ctrl) {
-          controller = ctrl;
-          if (res?.destroyed) ctrl.abort(new ClientGone('client closed the connection'));
+          controller = ctrl
+          if (res?.destroyed) ctrl.abort(new ClientGone('client closed the connection'))
         },
         onResponseStart(ctrl, status, rawHeaders) {
-          if (status < 200) return;
-          observer.onHeaders?.(c, Number(process.hrtime.bigint() - started) / 1e9, status);
+          if (status < 200) return
+          observer.onHeaders?.(c, Number(process.hrtime.bigint() - started) / 1e9, status)
           try {
-            sink.start(status, responseHeaders(rawHeaders as Record<string, string | string[]>));
+            sink.start(status, responseHeaders(rawHeaders as Record<string, string | string[]>))
           } catch {
             // A header value Node refuses to send (bad bytes from upstream): a bad answer, not a crash.
-            ctrl.abort(Object.assign(new Error('invalid upstream response header'), { code: 'UPSTREAM_BAD_HEADER' }));
-            return;
+            ctrl.abort(
+              Object.assign(new Error('invalid upstream response header'), {
+                code: 'UPSTREAM_BAD_HEADER',
+              })
+            )
+            return
           }
-          started_ = true;
+          started_ = true
         },
         onResponseData(ctrl, chunk) {
-          if (!sink.data(chunk, () => ctrl.resume())) ctrl.pause();
+          if (!sink.data(chunk, () => ctrl.resume())) ctrl.pause()
         },
         onResponseEnd() {
-          sink.end();
-          settle();
+          sink.end()
+          settle()
         },
         onResponseError(_ctrl, err) {
           if (err instanceof ClientGone || res?.destroyed) {
-            if (started_) sink.fail(err);
-            settle(err instanceof ClientGone ? err : new ClientGone(err.message));
-            return;
+            if (started_) sink.fail(err)
+            settle(err instanceof ClientGone ? err : new ClientGone(err.message))
+            return
           }
-          const { kind, status, message } = classifyUpstreamError(err);
-          observer.onError?.(kind);
+          const { kind, status, message } = classifyUpstreamError(err)
+          observer.onError?.(kind)
           if (started_) {
-            sink.fail(err);
-            settle(err);
+            sink.fail(err)
+            settle(err)
           } else {
-            settle(new GatewayError(status, `UPSTREAM_${kind.toUpperCase()}`, message));
+            settle(new GatewayError(status, `UPSTREAM_${kind.toUpperCase()}`, message))
           }
         },
-      };
-      try {
-        agent.dispatch({ origin, path: up.url, method: up.method as Dispatcher.HttpMethod, headers, body }, handler);
-      } catch (err) {
-        // undici validates headers synchronously: a header it refuses is the client's fault.
-        settle(new GatewayError(400, 'BAD_HEADER', 'Invalid request header'));
       }
-    });
+      try {
+        agent.dispatch(
+          { origin, path: up.url, method: up.method as Dispatcher.HttpMethod, headers, body },
+          handler
+        )
+      } catch {
+        // undici validates headers synchronously: a header it refuses is the client's fault.
+        settle(new GatewayError(400, 'BAD_HEADER', 'Invalid request header'))
+      }
+    })
   }
 
   async function pipe(
     c: Context<Env>,
-    tap?: (status: number, headers: OutgoingHttpHeaders) => ResponseSink | undefined,
+    tap?: (status: number, headers: OutgoingHttpHeaders) => ResponseSink | undefined
   ): Promise<Response> {
-    const res = c.env.outgoing!;
-    let tapSink: ResponseSink | undefined;
-    let bytesOut = 0;
+    const res = c.env.outgoing!
+    let tapSink: ResponseSink | undefined
+    let bytesOut = 0
     const sink: ResponseSink = {
       start(status, headers) {
-        const extra = c.get('responseHeaders');
-        for (const name in extra) headers[name] = extra[name];
-        headers['x-request-id'] = c.get('requestId');
-        tapSink = tap?.(status, headers);
-        res.writeHead(status, headers);
+        const extra = c.get('responseHeaders')
+        for (const name in extra) headers[name] = extra[name]
+        headers['x-request-id'] = c.get('requestId')
+        tapSink = tap?.(status, headers)
+        res.writeHead(status, headers)
       },
       data(chunk, resume) {
-        bytesOut += chunk.length;
-        tapSink?.data(chunk, resume);
-        if (res.write(chunk)) return true;
-        res.once('drain', resume);
-        return false;
+        bytesOut += chunk.length
+        tapSink?.data(chunk, resume)
+        if (res.write(chunk)) return true
+        res.once('drain', resume)
+        return false
       },
       end() {
-        tapSink?.end();
-        res.end();
+        tapSink?.end()
+        res.end()
       },
       fail(err) {
-        tapSink?.fail(err);
-        res.destroy();
+        tapSink?.fail(err)
+        res.destroy()
       },
-    };
-    try {
-      await exchange(c, sink);
-    } catch (err) {
-      if (err instanceof GatewayError) throw err;
-      c.get('notes').aborted = err instanceof ClientGone ? 'client' : 'upstream';
-    } finally {
-      c.set('bytesOut', bytesOut);
     }
-    return RESPONSE_ALREADY_SENT;
+    try {
+      await exchange(c, sink)
+    } catch (err) {
+      if (err instanceof GatewayError) throw err
+      c.get('notes').aborted = err instanceof ClientGone ? 'client' : 'upstream'
+    } finally {
+      c.set('bytesOut', bytesOut)
+    }
+    return RESPONSE_ALREADY_SENT
   }
 
   async function capture(c: Context<Env>, maxBytes: number): Promise<CapturedResponse> {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let status = 502;
-    let headers: OutgoingHttpHeaders = {};
+    const chunks: Buffer[] = []
+    let size = 0
+    let status = 502
+    let headers: OutgoingHttpHeaders = {}
     await exchange(c, {
       start(s, h) {
-        status = s;
-        headers = h;
+        status = s
+        headers = h
       },
       data(chunk) {
         // Past the bound the rest is read and dropped (no throw inside undici's callbacks).
-        size += chunk.length;
-        if (size <= maxBytes) chunks.push(chunk);
-        return true;
+        size += chunk.length
+        if (size <= maxBytes) chunks.push(chunk)
+        return true
       },
       end() {},
       fail() {},
-    });
-    if (size > maxBytes) throw new GatewayError(502, 'UPSTREAM_TOO_LARGE', 'Answer from Immich too large to translate');
-    return { status, headers, body: Buffer.concat(chunks) };
+    })
+    if (size > maxBytes)
+      throw new GatewayError(502, 'UPSTREAM_TOO_LARGE', 'Answer from Immich too large to translate')
+    return { status, headers, body: Buffer.concat(chunks) }
   }
 
-  return { pipe, capture, upstreamHeaders, agent, origin, close: () => agent.close() };
+  return { pipe, capture, upstreamHeaders, agent, origin, close: () => agent.close() }
 }
 
-
-export type { ServerResponse };
+export type { ServerResponse }

@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
 
 /**
  * Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection and are never forwarded.
@@ -17,49 +17,56 @@ const HOP_BY_HOP = new Set([
   'proxy-authorization',
   'expect',
   'http2-settings',
-]);
+])
 
 /** Header names a `Connection` header lists are hop-by-hop for this message too. */
 function connectionListed(value: string | string[] | undefined): Set<string> | undefined {
-  if (!value) return undefined;
+  if (!value) return undefined
   // What nearly every message says (Immich answers `Connection: keep-alive`): nothing listed.
-  if (value === 'keep-alive' || value === 'close' || value === 'Keep-Alive' || value === 'Close') return undefined;
-  const names = (Array.isArray(value) ? value.join(',') : value).split(',');
-  const listed = new Set<string>();
+  if (value === 'keep-alive' || value === 'close' || value === 'Keep-Alive' || value === 'Close')
+    return undefined
+  const names = (Array.isArray(value) ? value.join(',') : value).split(',')
+  const listed = new Set<string>()
   for (const name of names) {
-    const n = name.trim().toLowerCase();
-    if (n && n !== 'close' && n !== 'keep-alive') listed.add(n);
+    const n = name.trim().toLowerCase()
+    if (n && n !== 'close' && n !== 'keep-alive') listed.add(n)
   }
-  return listed.size ? listed : undefined;
+  return listed.size ? listed : undefined
 }
 
 function isHopByHop(name: string, listed: Set<string> | undefined): boolean {
-  return HOP_BY_HOP.has(name) || name.startsWith('proxy-') || (listed !== undefined && listed.has(name));
+  return (
+    HOP_BY_HOP.has(name) || name.startsWith('proxy-') || (listed !== undefined && listed.has(name))
+  )
 }
 
 /** Copy of the headers with hop-by-hop ones removed (request or response direction). */
-export function endToEndHeaders(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): Record<string, string | string[]> {
-  const listed = connectionListed(headers.connection);
-  const out: Record<string, string | string[]> = {};
+export function endToEndHeaders(
+  headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>
+): Record<string, string | string[]> {
+  const listed = connectionListed(headers.connection)
+  const out: Record<string, string | string[]> = {}
   for (const name in headers) {
-    const value = headers[name];
-    if (value === undefined || isHopByHop(name, listed)) continue;
-    out[name] = value;
+    const value = headers[name]
+    if (value === undefined || isHopByHop(name, listed)) continue
+    out[name] = value
   }
-  return out;
+  return out
 }
 
 /** Response headers from undici, cleaned for the client. `set-cookie` stays an array: 3 cookies stay 3. */
-export function responseHeaders(headers: Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
-  return endToEndHeaders(headers);
+export function responseHeaders(
+  headers: Record<string, string | string[] | undefined>
+): OutgoingHttpHeaders {
+  return endToEndHeaders(headers)
 }
 
 export interface ForwardedFor {
-  clientIp: string;
+  clientIp: string
   /** The direct peer is a trusted proxy: its X-Forwarded-Proto/Host are believed. */
-  peerTrusted: boolean;
-  peerAddress: string;
-  encrypted: boolean;
+  peerTrusted: boolean
+  peerAddress: string
+  encrypted: boolean
 }
 
 /**
@@ -68,12 +75,26 @@ export interface ForwardedFor {
  * so the appended peer address is what it sees as the client. Proto/Host come from a trusted proxy
  * or from this connection.
  */
-export function setForwardedHeaders(out: Record<string, string | string[]>, incoming: IncomingHttpHeaders, f: ForwardedFor): void {
-  const prior = incoming['x-forwarded-for'];
-  out['x-forwarded-for'] = prior ? `${Array.isArray(prior) ? prior.join(', ') : prior}, ${f.peerAddress}` : f.peerAddress;
-  const proto = f.peerTrusted && typeof incoming['x-forwarded-proto'] === 'string' ? incoming['x-forwarded-proto'] : f.encrypted ? 'https' : 'http';
-  out['x-forwarded-proto'] = proto;
-  const host = f.peerTrusted && typeof incoming['x-forwarded-host'] === 'string' ? incoming['x-forwarded-host'] : incoming.host;
-  if (host) out['x-forwarded-host'] = host;
-  out['x-real-ip'] = f.clientIp;
+export function setForwardedHeaders(
+  out: Record<string, string | string[]>,
+  incoming: IncomingHttpHeaders,
+  f: ForwardedFor
+): void {
+  const prior = incoming['x-forwarded-for']
+  out['x-forwarded-for'] = prior
+    ? `${Array.isArray(prior) ? prior.join(', ') : prior}, ${f.peerAddress}`
+    : f.peerAddress
+  const proto =
+    f.peerTrusted && typeof incoming['x-forwarded-proto'] === 'string'
+      ? incoming['x-forwarded-proto']
+      : f.encrypted
+        ? 'https'
+        : 'http'
+  out['x-forwarded-proto'] = proto
+  const host =
+    f.peerTrusted && typeof incoming['x-forwarded-host'] === 'string'
+      ? incoming['x-forwarded-host']
+      : incoming.host
+  if (host) out['x-forwarded-host'] = host
+  out['x-real-ip'] = f.clientIp
 }

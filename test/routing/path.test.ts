@@ -1,6 +1,6 @@
-import { describe, expect, it } from 'vitest';
-import { GatewayError } from '../../src/errors.js';
-import { canonicalPath, isApiPath } from '../../src/routing/path.js';
+import { describe, expect, it } from 'vitest'
+import { GatewayError } from '../../src/errors.js'
+import { canonicalPath, isApiPath } from '../../src/routing/path.js'
 
 describe('canonicalPath', () => {
   it.each([
@@ -11,8 +11,8 @@ describe('canonicalPath', () => {
     ['/api/search/a%20b', '/api/search/a%20b'],
     ['/api/x%3ay', '/api/x%3Ay'],
   ])('%s → %s', (raw, canonical) => {
-    expect(canonicalPath(raw)).toBe(canonical);
-  });
+    expect(canonicalPath(raw)).toBe(canonical)
+  })
 
   it.each([
     '/api/../admin/users',
@@ -31,14 +31,14 @@ describe('canonicalPath', () => {
     '*',
   ])('refuses %s with 400', (raw) => {
     try {
-      canonicalPath(raw);
-      expect.unreachable(`${raw} was accepted`);
+      canonicalPath(raw)
+      expect.unreachable(`${raw} was accepted`)
     } catch (err) {
-      expect(err).toBeInstanceOf(GatewayError);
-      expect((err as GatewayError).status).toBe(400);
+      expect(err).toBeInstanceOf(GatewayError)
+      expect((err as GatewayError).status).toBe(400)
     }
-  });
-});
+  })
+})
 
 describe('isApiPath', () => {
   it.each([
@@ -49,5 +49,5 @@ describe('isApiPath', () => {
     ['/apix', false],
     ['/photos', false],
     ['/', false],
-  ])('%s → %s', (path, api) => expect(isApiPath(path)).toBe(api));
-});
+  ])('%s → %s', (path, api) => expect(isApiPath(path)).toBe(api))
+})

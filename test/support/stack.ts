@@ -1,66 +1,67 @@
-import { randomBytes } from 'node:crypto';
-import { appendFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { inject } from 'vitest';
-import { Writable } from 'node:stream';
-import pino from 'pino';
-import { Registry } from 'prom-client';
-import { configSchema, type GatewayConfig } from '../../src/config/schema.js';
-import { startGateway, type Gateway } from '../../src/gateway.js';
-import { startFakeImmich, type FakeImmich } from '../fake-immich/server.js';
+import { randomBytes } from 'node:crypto'
+import { appendFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { inject } from 'vitest'
+import { Writable } from 'node:stream'
+import pino from 'pino'
+import { Registry } from 'prom-client'
+import { configSchema, type GatewayConfig } from '../../src/config/schema.js'
+import { startGateway, type Gateway } from '../../src/gateway.js'
+import { startFakeImmich, type FakeImmich } from '../fake-immich/server.js'
 
 /** Every log line any test gateway of this file wrote, so a file can assert no secret was logged. */
-export const capturedLogLines: string[] = [];
+export const capturedLogLines: string[] = []
 
 /** The suite-wide audit (test/support/global-setup.ts): this file's log lines and secrets, appended. */
-const auditDir = inject('secretsAuditDir');
-const auditTag = `${process.pid}-${randomBytes(4).toString('hex')}`;
+const auditDir = inject('secretsAuditDir')
+const auditTag = `${process.pid}-${randomBytes(4).toString('hex')}`
 export function auditLog(line: string): void {
-  if (auditDir) appendFileSync(join(auditDir, `logs-${auditTag}`), line.endsWith('\n') ? line : `${line}\n`);
+  if (auditDir)
+    appendFileSync(join(auditDir, `logs-${auditTag}`), line.endsWith('\n') ? line : `${line}\n`)
 }
 export function auditSecret(secret: string): void {
-  if (auditDir) appendFileSync(join(auditDir, `secrets-${auditTag}`), `${secret}\n`);
+  if (auditDir) appendFileSync(join(auditDir, `secrets-${auditTag}`), `${secret}\n`)
 }
 
 export interface Stack {
-  immich: FakeImmich;
-  gateway: Gateway;
-  url: string;
-  logs: string[];
-  close(): Promise<void>;
+  immich: FakeImmich
+  gateway: Gateway
+  url: string
+  logs: string[]
+  close(): Promise<void>
 }
 
-type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
+type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] }
 
 /** A real fake Immich and a real gateway in front of it, on ephemeral ports. */
 export async function startStack(
   overrides: DeepPartial<GatewayConfig> & { policies?: Record<string, unknown> } = {},
-  options: { immich?: FakeImmich } = {},
+  options: { immich?: FakeImmich } = {}
 ): Promise<Stack> {
-  const immich = options.immich ?? (await startFakeImmich());
-  const config = buildConfig(immich.url, overrides);
-  const logs: string[] = [];
+  const immich = options.immich ?? (await startFakeImmich())
+  const config = buildConfig(immich.url, overrides)
+  const logs: string[] = []
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
-      const line = chunk.toString();
-      logs.push(line);
-      capturedLogLines.push(line);
-      auditLog(line);
-      done();
+      const line = chunk.toString()
+      logs.push(line)
+      capturedLogLines.push(line)
+      auditLog(line)
+      done()
     },
-  });
-  const logger = pino({ level: 'info' }, sink);
-  const gateway = await startGateway(config, { logger, registry: new Registry() });
+  })
+  const logger = pino({ level: 'info' }, sink)
+  const gateway = await startGateway(config, { logger, registry: new Registry() })
   return {
     immich,
     gateway,
     url: gateway.url,
     logs,
     async close() {
-      await gateway.close();
-      if (!options.immich) await immich.close();
+      await gateway.close()
+      if (!options.immich) await immich.close()
     },
-  };
+  }
 }
 
 /**
@@ -68,28 +69,37 @@ export async function startStack(
  * running at the same time against the machine's Redis never share counters or cache entries, while
  * the gateways of one file do, as replicas would.
  */
-const RUN = randomBytes(4).toString('hex');
-const REDIS_PREFIXES: Record<string, (o: Record<string, any>) => Record<string, any>> = {
+const RUN = randomBytes(4).toString('hex')
+type Options = Record<string, unknown> & { redis?: Record<string, unknown> }
+const REDIS_PREFIXES: Record<string, (o: Options) => Options> = {
   'rate-limit': (o) => ({ keyPrefix: `igw-test-${RUN}:rl`, ...o }),
   'login-guard': (o) => ({ keyPrefix: `igw-test-${RUN}:login`, ...o }),
   'thumbnail-cache': (o) => ({ ...o, redis: { keyPrefix: `igw-test-${RUN}:cache:`, ...o.redis } }),
-};
-
-function withTestPrefixes(policies: Record<string, unknown> = {}): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...policies };
-  for (const [name, prefix] of Object.entries(REDIS_PREFIXES)) {
-    const options = policies[name];
-    if (options !== false) out[name] = prefix((options ?? {}) as Record<string, any>);
-  }
-  return out;
 }
 
-export function buildConfig(upstreamUrl: string, overrides: Record<string, any> = {}): GatewayConfig {
+function withTestPrefixes(policies: Record<string, unknown> = {}): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...policies }
+  for (const [name, prefix] of Object.entries(REDIS_PREFIXES)) {
+    const options = policies[name]
+    if (options !== false) out[name] = prefix((options ?? {}) as Options)
+  }
+  return out
+}
+
+/** Config fields a test sets; the rest come from the schema's defaults. */
+export type GatewayOverrides = Record<string, unknown> & {
+  redis?: { url?: string } & Record<string, unknown>
+  policies?: Record<string, unknown>
+  server?: Record<string, unknown>
+  upstream?: Record<string, unknown>
+}
+
+export function buildConfig(upstreamUrl: string, overrides: GatewayOverrides = {}): GatewayConfig {
   return configSchema.parse({
     ...overrides,
     policies: overrides.redis?.url ? withTestPrefixes(overrides.policies) : overrides.policies,
     server: { host: '127.0.0.1', port: 0, shutdownGraceSeconds: 2, ...overrides.server },
     upstream: { url: upstreamUrl, ...overrides.upstream },
     logging: { level: 'info' },
-  });
+  })
 }

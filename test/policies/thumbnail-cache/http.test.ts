@@ -1,67 +1,138 @@
-import { describe, expect, it } from 'vitest';
-import { clientHasCurrent, parseCacheControl, storagePlan, storedHeaders, type StorageLimits } from '../../../src/cache/http.js';
+import { describe, expect, it } from 'vitest'
+import {
+  clientHasCurrent,
+  parseCacheControl,
+  storagePlan,
+  storedHeaders,
+  type StorageLimits,
+} from '../../../policies/thumbnail-cache/http.js'
 
-const limits: StorageLimits = { ttlSeconds: 3600, heuristicTtlSeconds: 300, revalidateNoCache: true };
-const IMMICH = 'private, max-age=86400, no-transform, stale-while-revalidate=2592000, stale-if-error=2592000';
-const webp = (extra: Record<string, string | string[]> = {}) => ({ 'content-type': 'image/webp', 'cache-control': IMMICH, etag: 'W/"1-a"', ...extra });
+const limits: StorageLimits = {
+  ttlSeconds: 3600,
+  heuristicTtlSeconds: 300,
+  revalidateNoCache: true,
+}
+const IMMICH =
+  'private, max-age=86400, no-transform, stale-while-revalidate=2592000, stale-if-error=2592000'
+const webp = (extra: Record<string, string | string[]> = {}) => ({
+  'content-type': 'image/webp',
+  'cache-control': IMMICH,
+  etag: 'W/"1-a"',
+  ...extra,
+})
 
 describe('storagePlan', () => {
-  it.each<[string, number, Record<string, string | string[]>, { ttlMs: number; revalidate: boolean } | undefined]>([
-    ["Immich's thumbnail: kept for the configured TTL (below max-age)", 200, webp(), { ttlMs: 3_600_000, revalidate: false }],
-    ['max-age below the limit wins', 200, webp({ 'cache-control': 'private, max-age=60' }), { ttlMs: 60_000, revalidate: false }],
-    ['Age is deducted', 200, webp({ 'cache-control': 'max-age=60', age: '50' }), { ttlMs: 10_000, revalidate: false }],
+  it.each<
+    [
+      string,
+      number,
+      Record<string, string | string[]>,
+      { ttlMs: number; revalidate: boolean } | undefined,
+    ]
+  >([
+    [
+      "Immich's thumbnail: kept for the configured TTL (below max-age)",
+      200,
+      webp(),
+      { ttlMs: 3_600_000, revalidate: false },
+    ],
+    [
+      'max-age below the limit wins',
+      200,
+      webp({ 'cache-control': 'private, max-age=60' }),
+      { ttlMs: 60_000, revalidate: false },
+    ],
+    [
+      'Age is deducted',
+      200,
+      webp({ 'cache-control': 'max-age=60', age: '50' }),
+      { ttlMs: 10_000, revalidate: false },
+    ],
     ['max-age=0', 200, webp({ 'cache-control': 'max-age=0' }), undefined],
     ['no-store', 200, webp({ 'cache-control': 'private, no-store' }), undefined],
-    ['person thumbnail (no-cache): stored to be revalidated', 200, webp({ 'cache-control': 'private, no-cache, no-transform' }), { ttlMs: 3_600_000, revalidate: true }],
-    ['no-cache without a validator', 200, { 'content-type': 'image/jpeg', 'cache-control': 'no-cache' }, undefined],
-    ['profile image (no Cache-Control): heuristic TTL', 200, { 'content-type': 'image/jpeg' }, { ttlMs: 300_000, revalidate: false }],
+    [
+      'person thumbnail (no-cache): stored to be revalidated',
+      200,
+      webp({ 'cache-control': 'private, no-cache, no-transform' }),
+      { ttlMs: 3_600_000, revalidate: true },
+    ],
+    [
+      'no-cache without a validator',
+      200,
+      { 'content-type': 'image/jpeg', 'cache-control': 'no-cache' },
+      undefined,
+    ],
+    [
+      'profile image (no Cache-Control): heuristic TTL',
+      200,
+      { 'content-type': 'image/jpeg' },
+      { ttlMs: 300_000, revalidate: false },
+    ],
     ['not a 200', 206, webp(), undefined],
     ['a 304', 304, webp(), undefined],
     ['not an image', 200, webp({ 'content-type': 'application/json' }), undefined],
     ['a cookie', 200, webp({ 'set-cookie': ['a=b'] }), undefined],
     ['a content coding', 200, webp({ 'content-encoding': 'gzip' }), undefined],
     ['Vary: *', 200, webp({ vary: '*' }), undefined],
-    ['Vary: Accept-Encoding is fine', 200, webp({ vary: 'Accept-Encoding' }), { ttlMs: 3_600_000, revalidate: false }],
-    ['upper-case content type', 200, webp({ 'content-type': 'IMAGE/WEBP' }), { ttlMs: 3_600_000, revalidate: false }],
+    [
+      'Vary: Accept-Encoding is fine',
+      200,
+      webp({ vary: 'Accept-Encoding' }),
+      { ttlMs: 3_600_000, revalidate: false },
+    ],
+    [
+      'upper-case content type',
+      200,
+      webp({ 'content-type': 'IMAGE/WEBP' }),
+      { ttlMs: 3_600_000, revalidate: false },
+    ],
   ])('%s', (_name, status, headers, expected) => {
-    expect(storagePlan(status, headers, limits)).toEqual(expected);
-  });
+    expect(storagePlan(status, headers, limits)).toEqual(expected)
+  })
 
   it('no-cache and heuristic storage can be switched off', () => {
-    const off = { ...limits, heuristicTtlSeconds: 0, revalidateNoCache: false };
-    expect(storagePlan(200, webp({ 'cache-control': 'no-cache' }), off)).toBeUndefined();
-    expect(storagePlan(200, { 'content-type': 'image/jpeg' }, off)).toBeUndefined();
-  });
-});
+    const off = { ...limits, heuristicTtlSeconds: 0, revalidateNoCache: false }
+    expect(storagePlan(200, webp({ 'cache-control': 'no-cache' }), off)).toBeUndefined()
+    expect(storagePlan(200, { 'content-type': 'image/jpeg' }, off)).toBeUndefined()
+  })
+})
 
 describe('parseCacheControl', () => {
   it('reads directives case-insensitively, with quoted values', () => {
-    const d = parseCacheControl('Private, MAX-AGE="86400", no-transform');
-    expect(d.get('private')).toBe('');
-    expect(d.get('max-age')).toBe('86400');
-    expect(d.has('no-transform')).toBe(true);
-  });
-});
+    const d = parseCacheControl('Private, MAX-AGE="86400", no-transform')
+    expect(d.get('private')).toBe('')
+    expect(d.get('max-age')).toBe('86400')
+    expect(d.has('no-transform')).toBe(true)
+  })
+})
 
 describe('storedHeaders', () => {
   it('keeps the replayed headers only, with the stored length', () => {
     const stored = storedHeaders(
-      { ...webp(), 'x-powered-by': 'Express', 'x-correlation-id': 'abc', 'set-cookie': ['x=y'], 'ratelimit': 'r', 'content-length': '99', 'last-modified': 'Sun, 22 Nov 2026 11:13:04 GMT' },
-      4404,
-    );
+      {
+        ...webp(),
+        'x-powered-by': 'Express',
+        'x-correlation-id': 'abc',
+        'set-cookie': ['x=y'],
+        ratelimit: 'r',
+        'content-length': '99',
+        'last-modified': 'Sun, 22 Nov 2026 11:13:04 GMT',
+      },
+      4404
+    )
     expect(stored).toEqual({
       'content-type': 'image/webp',
       'cache-control': IMMICH,
       etag: 'W/"1-a"',
       'last-modified': 'Sun, 22 Nov 2026 11:13:04 GMT',
       'content-length': '4404',
-    });
-  });
-});
+    })
+  })
+})
 
 describe('clientHasCurrent (RFC 9110 §13.1)', () => {
-  const etag = 'W/"1134-1a202f5ad71"';
-  const lastModified = 'Sun, 22 Nov 2026 11:13:04 GMT';
+  const etag = 'W/"1134-1a202f5ad71"'
+  const lastModified = 'Sun, 22 Nov 2026 11:13:04 GMT'
   it.each<[string, Record<string, string>, boolean]>([
     ['same weak tag', { 'if-none-match': etag }, true],
     ['weak comparison: strong form of the tag', { 'if-none-match': '"1134-1a202f5ad71"' }, true],
@@ -71,15 +142,25 @@ describe('clientHasCurrent (RFC 9110 §13.1)', () => {
     ['If-Modified-Since equal', { 'if-modified-since': lastModified }, true],
     ['If-Modified-Since later', { 'if-modified-since': 'Mon, 23 Nov 2026 00:00:00 GMT' }, true],
     ['If-Modified-Since earlier', { 'if-modified-since': 'Sat, 21 Nov 2026 00:00:00 GMT' }, false],
-    ['If-None-Match wins over If-Modified-Since', { 'if-none-match': 'W/"other"', 'if-modified-since': lastModified }, false],
+    [
+      'If-None-Match wins over If-Modified-Since',
+      { 'if-none-match': 'W/"other"', 'if-modified-since': lastModified },
+      false,
+    ],
     ['garbage date', { 'if-modified-since': 'yesterday' }, false],
     ['no conditional', {}, false],
   ])('%s', (_name, headers, expected) => {
-    expect(clientHasCurrent(headers, etag, lastModified)).toBe(expected);
-  });
+    expect(clientHasCurrent(headers, etag, lastModified)).toBe(expected)
+  })
 
   it('never matches an entry without validators', () => {
-    expect(clientHasCurrent({ 'if-none-match': '*' }, undefined, undefined)).toBe(false);
-    expect(clientHasCurrent({ 'if-modified-since': 'Mon, 23 Nov 2026 00:00:00 GMT' }, undefined, undefined)).toBe(false);
-  });
-});
+    expect(clientHasCurrent({ 'if-none-match': '*' }, undefined, undefined)).toBe(false)
+    expect(
+      clientHasCurrent(
+        { 'if-modified-since': 'Mon, 23 Nov 2026 00:00:00 GMT' },
+        undefined,
+        undefined
+      )
+    ).toBe(false)
+  })
+})

@@ -1,9 +1,9 @@
 /** A fetch in flight, held by its leader. */
 export interface Flight<T> {
   /** Ends the flight (later calls are ignored). */
-  settle(result: T | undefined): void;
+  settle(result: T | undefined): void
   /** Did anyone wait for it? (Concurrent demand: the answer is worth storing.) */
-  readonly waited: boolean;
+  readonly waited: boolean
 }
 
 /**
@@ -13,22 +13,22 @@ export interface Flight<T> {
  * undefined and each waiter fetches for itself.
  */
 export class Flights<T> {
-  private readonly inFlight = new Map<string, Lead<T>>();
+  private readonly inFlight = new Map<string, Lead<T>>()
 
   /** The result a leader is fetching for `key`, if one is. */
   waitFor(key: string): Promise<T | undefined> | undefined {
-    return this.inFlight.get(key)?.follow();
+    return this.inFlight.get(key)?.follow()
   }
 
   /** Registers the caller as leader of the fetch for `key`. */
   lead(key: string): Flight<T> {
-    const lead = new Lead<T>(this.inFlight, key);
-    this.inFlight.set(key, lead);
-    return lead;
+    const lead = new Lead<T>(this.inFlight, key)
+    this.inFlight.set(key, lead)
+    return lead
   }
 
   get size(): number {
-    return this.inFlight.size;
+    return this.inFlight.size
   }
 }
 
@@ -38,27 +38,27 @@ export class Flights<T> {
  * one arrives.
  */
 class Lead<T> implements Flight<T> {
-  waited = false;
-  private done = false;
-  private promise: Promise<T | undefined> | undefined;
-  private resolve: ((result: T | undefined) => void) | undefined;
+  waited = false
+  private done = false
+  private promise: Promise<T | undefined> | undefined
+  private resolve: ((result: T | undefined) => void) | undefined
 
   constructor(
     private readonly inFlight: Map<string, Lead<T>>,
-    private readonly key: string,
+    private readonly key: string
   ) {}
 
   /** Only ever called while the lead is in flight (a settled lead has left the map). */
   follow(): Promise<T | undefined> {
-    this.waited = true;
-    this.promise ??= new Promise((r) => (this.resolve = r));
-    return this.promise;
+    this.waited = true
+    this.promise ??= new Promise((r) => (this.resolve = r))
+    return this.promise
   }
 
   settle(result: T | undefined): void {
-    if (this.done) return;
-    this.done = true;
-    if (this.inFlight.get(this.key) === this) this.inFlight.delete(this.key);
-    this.resolve?.(result);
+    if (this.done) return
+    this.done = true
+    if (this.inFlight.get(this.key) === this) this.inFlight.delete(this.key)
+    this.resolve?.(result)
   }
 }

@@ -1,22 +1,26 @@
-import type { Context } from 'hono';
-import type { Env } from '../env.js';
-import { readRequestBody } from '../upstream/body.js';
-import type { CacheClass } from './key.js';
+import type { Context } from 'hono'
+import type { Env } from '../../src/env.js'
+import { readRequestBody } from '../../src/upstream/body.js'
+import type { CacheClass } from './key.js'
 
 /**
  * A change through the gateway that voids cached images. `param`: the asset id is the path's `{id}`;
  * `bodyFields`: the asset ids are string arrays in the small JSON body; neither: the whole class.
  */
 export interface InvalidationRule {
-  cls: CacheClass;
-  param?: 'id';
-  bodyFields?: readonly string[];
+  cls: CacheClass
+  param?: 'id'
+  bodyFields?: readonly string[]
 }
 
-const asset = (param?: 'id', bodyFields?: readonly string[]): InvalidationRule => ({ cls: 'a', param, bodyFields });
-const allAssets: InvalidationRule = { cls: 'a' };
-const people: InvalidationRule = { cls: 'p' };
-const profiles: InvalidationRule = { cls: 'u' };
+const asset = (param?: 'id', bodyFields?: readonly string[]): InvalidationRule => ({
+  cls: 'a',
+  param,
+  bodyFields,
+})
+const allAssets: InvalidationRule = { cls: 'a' }
+const people: InvalidationRule = { cls: 'p' }
+const profiles: InvalidationRule = { cls: 'u' }
 
 /**
  * By `METHOD template` (Immich 3 route table). Asset changes void that asset's thumbnails: edits and the
@@ -66,31 +70,31 @@ export const INVALIDATION_RULES: ReadonlyMap<string, InvalidationRule> = new Map
   ['POST /api/users/profile-image', profiles],
   ['DELETE /api/users/profile-image', profiles],
   ['DELETE /api/admin/users/{id}', profiles],
-]);
+])
 
 /** Largest bulk body read to learn its asset ids (Immich's bulk bodies are small JSON). */
-export const MAX_ID_BODY_BYTES = 1_048_576;
+export const MAX_ID_BODY_BYTES = 1_048_576
 
 /** String ids from the named top-level array fields; undefined when the body is not such JSON. */
 export function idsFromJson(body: Buffer, fields: readonly string[]): string[] | undefined {
-  let parsed: unknown;
+  let parsed: unknown
   try {
-    parsed = JSON.parse(body.toString('utf8'));
+    parsed = JSON.parse(body.toString('utf8'))
   } catch {
-    return undefined;
+    return undefined
   }
-  if (typeof parsed !== 'object' || parsed === null) return undefined;
-  const ids: string[] = [];
+  if (typeof parsed !== 'object' || parsed === null) return undefined
+  const ids: string[] = []
   for (const field of fields) {
-    const value = (parsed as Record<string, unknown>)[field];
-    if (value === undefined) continue;
-    if (!Array.isArray(value)) return undefined;
+    const value = (parsed as Record<string, unknown>)[field]
+    if (value === undefined) continue
+    if (!Array.isArray(value)) return undefined
     for (const id of value) {
-      if (typeof id !== 'string') return undefined;
-      ids.push(id.toLowerCase());
+      if (typeof id !== 'string') return undefined
+      ids.push(id.toLowerCase())
     }
   }
-  return ids;
+  return ids
 }
 
 /**
@@ -99,15 +103,15 @@ export function idsFromJson(body: Buffer, fields: readonly string[]): string[] |
  * The bytes are handed on as the upstream body, so nothing is lost.
  */
 /** A bulk id list is a few KiB of JSON: a client that takes longer than this is refused (408). */
-const BODY_TIMEOUT_MS = 30_000;
+const BODY_TIMEOUT_MS = 30_000
 
 export async function readSmallBody(c: Context<Env>, max: number): Promise<Buffer | undefined> {
-  const held = c.get('upstream').body;
-  if (held) return held;
-  const req = c.env.incoming;
-  const declared = req.headers['content-length'];
-  if (declared === undefined || req.headers['transfer-encoding'] !== undefined) return undefined;
-  const length = Number(declared);
-  if (!Number.isInteger(length) || length <= 0 || length > max) return undefined;
-  return readRequestBody(c, { maxBytes: max, timeoutMs: BODY_TIMEOUT_MS });
+  const held = c.get('upstream').body
+  if (held) return held
+  const req = c.env.incoming
+  const declared = req.headers['content-length']
+  if (declared === undefined || req.headers['transfer-encoding'] !== undefined) return undefined
+  const length = Number(declared)
+  if (!Number.isInteger(length) || length <= 0 || length > max) return undefined
+  return readRequestBody(c, { maxBytes: max, timeoutMs: BODY_TIMEOUT_MS })
 }
