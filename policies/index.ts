@@ -3,8 +3,7 @@ import type { GatewayConfig } from '../src/config/schema.js'
 import { ConfigError, describeIssues } from '../src/config/load.js'
 import type { Deps } from '../src/deps.js'
 import type { Env } from '../src/env.js'
-import type { PhaseMiddlewares } from '../src/app.js'
-import { PHASES, type PolicyDefinition } from './types.js'
+import type { PolicyDefinition } from './types.js'
 import { legacyRoutes } from './legacy-routes/index.js'
 import { apiKeyAuth } from './api-key-auth/index.js'
 import { jwtAuth } from './jwt-auth/index.js'
@@ -45,23 +44,20 @@ export function validatePolicyOptions(config: GatewayConfig): Map<string, unknow
   return options
 }
 
-/** Builds each enabled policy once, in phase order. */
+/** The enabled policies' middlewares by name; src/pipeline.ts places them, in its own order. */
+export type PolicyMiddlewares = ReadonlyMap<string, MiddlewareHandler<Env>>
+
+/** Builds each enabled policy once. */
 export async function buildPolicies(
   config: GatewayConfig,
   deps: Deps,
   onClose: (fn: () => void | Promise<void>) => void
-): Promise<PhaseMiddlewares> {
+): Promise<PolicyMiddlewares> {
   const options = validatePolicyOptions(config)
-  const built: { phase: number; mw: MiddlewareHandler<Env> }[] = []
+  const built = new Map<string, MiddlewareHandler<Env>>()
   for (const policy of POLICIES) {
     if (!options.has(policy.name)) continue
-    const mw = await policy.create(options.get(policy.name), { config, deps, onClose })
-    built.push({ phase: PHASES.indexOf(policy.phase), mw })
+    built.set(policy.name, await policy.create(options.get(policy.name), { config, deps, onClose }))
   }
-  built.sort((a, b) => a.phase - b.phase)
-  const legacyPhase = PHASES.indexOf('legacy')
-  return {
-    legacy: built.filter((b) => b.phase === legacyPhase).map((b) => b.mw),
-    rest: built.filter((b) => b.phase !== legacyPhase).map((b) => b.mw),
-  }
+  return built
 }

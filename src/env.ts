@@ -100,13 +100,15 @@ export type Variables = {
   routeClass: string
   /** Extra headers to add to whatever response goes back (RateLimit, Deprecation...). */
   responseHeaders: Record<string, string>
-  /** Response body bytes the forwarder sent. */
+  /** The status of the answer sent, set by the one answer writer (src/server/answer.ts). */
+  status?: number
+  /** Response body bytes sent. */
   bytesOut?: number
   /** Outcome notes for the access log (cache: HIT/MISS, limiter...). */
   notes: Record<string, string>
 }
 
-/** Node's request and response (src/listener.ts), plus the socket of an upgrade request. */
+/** Node's request and response (@hono/node-server's HttpBindings), plus the socket of an upgrade. */
 export type Bindings = {
   incoming: IncomingMessage
   outgoing: ServerResponse | undefined

@@ -1,23 +1,19 @@
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import type { Duplex } from 'node:stream'
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
+import { createServer } from 'node:http'
 import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import { Registry } from 'prom-client'
 import { buildPolicies } from '../policies/index.js'
-import { createPipeline } from './app.js'
 import type { GatewayConfig } from './config/schema.js'
 import type { Deps } from './deps.js'
-import { immichErrorBody } from './errors.js'
-import { contextFor, nodeListener } from './listener.js'
 import { createLogger } from './observability/logging.js'
 import { Metrics } from './observability/metrics.js'
 import { compileRouteTable, loadRouteTable } from './routing/route-table.js'
 import { packageFile } from './paths.js'
 import { createForwarder } from './upstream/forward.js'
-import { writeRawResponse } from './upstream/websocket.js'
+import { createApp } from './pipeline.js'
+import { createNodeServer } from './server/listener.js'
 
 export interface GatewayOptions {
   /** Tests pass their own logger (to capture lines) and registry. */
@@ -79,60 +75,17 @@ export async function startGateway(
     for (const fn of closers.reverse()) await fn()
   }
   let deps: Deps
-  let phases
+  let policies
   try {
     const routes = compileRouteTable(loadRouteTable(options.routesFile ?? DEFAULT_ROUTES_FILE))
     deps = { logger, metrics, forwarder, routes, redis }
-    phases = await buildPolicies(config, deps, (fn) => closers.push(fn))
+    policies = await buildPolicies(config, deps, (fn) => closers.push(fn))
   } catch (err) {
     // A policy that cannot start stops the boot; what was opened so far is released.
     await releaseAll()
     throw err
   }
-  const pipeline = createPipeline(config, deps, phases)
-
-  const server = createServer(
-    {
-      maxHeaderSize: config.server.maxHeaderBytes,
-      requestTimeout: 0,
-      headersTimeout: 60_000,
-      keepAliveTimeout: 65_000,
-    },
-    nodeListener(pipeline)
-  )
-  // A client that half-closes after its request (`nc -N`, some scripts) still gets its answer, as from
-  // nginx; by default Node would abort the request when the client's side ends.
-  ;(server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true
-  // Handling Expect: 100-continue ourselves: the forward phase sends "100 Continue" only once every
-  // policy has let the request through, so a refused upload never starts.
-  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) =>
-    server.emit('request', req, res)
-  )
-  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on('error', () => socket.destroy())
-    pipeline(contextFor({ incoming: req, outgoing: undefined, upgrade: { socket, head } }))
-      .then(async (response) => {
-        if (response === RESPONSE_ALREADY_SENT) return
-        writeRawResponse(
-          socket,
-          response.status,
-          Object.fromEntries(response.headers),
-          Buffer.from(await response.arrayBuffer())
-        )
-      })
-      .catch(() => socket.destroy())
-  })
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    // Malformed requests (bad header bytes, oversized headers) get an Immich-shaped answer, not a crash.
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
-    const message = status === 431 ? 'Request headers too large' : 'Bad request'
-    writeRawResponse(
-      socket,
-      status,
-      { 'content-type': 'application/json; charset=utf-8' },
-      immichErrorBody(status, message, 'none')
-    )
-  })
+  const server = createNodeServer(createApp(config, deps, policies), config)
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(config.server.port, config.server.host, () => resolve())

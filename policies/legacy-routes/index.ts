@@ -1,5 +1,5 @@
 import type { Context, MiddlewareHandler, Next } from 'hono'
-import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
+import type { OutgoingHttpHeaders } from 'node:http'
 import { decideAccess } from '../../src/auth/scopes.js'
 import { CREDENTIAL_QUERY, queryParams } from '../../src/auth/credentials.js'
 import { ConfigError } from '../../src/config/load.js'
@@ -7,6 +7,7 @@ import type { Deps } from '../../src/deps.js'
 import type { Env } from '../../src/env.js'
 import { GatewayError, immichErrorBody } from '../../src/errors.js'
 import { packageFile } from '../../src/paths.js'
+import { writeAnswer } from '../../src/server/answer.js'
 import {
   compileLegacyTable,
   loadLegacyTable,
@@ -186,11 +187,7 @@ async function rewriteTerminal(
     send,
     runOptions
   )
-  const res = c.env.outgoing!
-  const headers: Record<string, string> = {
-    ...c.get('responseHeaders'),
-    'x-request-id': c.get('requestId'),
-  }
+  const headers: OutgoingHttpHeaders = {}
   const correlation = headerValue(answer.headers['x-correlation-id'])
   if (correlation) headers['x-correlation-id'] = correlation
   let payload: Buffer
@@ -204,13 +201,8 @@ async function rewriteTerminal(
     headers['content-type'] = 'application/json; charset=utf-8'
   }
   // Cookies Immich set (an old login call) reach the client as they came.
-  if (answer.headers['set-cookie'])
-    res.setHeader('set-cookie', answer.headers['set-cookie'] as string[])
-  headers['content-length'] = String(payload.length)
-  res.writeHead(result.status, headers)
-  res.end(c.get('upstream').method === 'HEAD' ? undefined : payload)
-  c.set('bytesOut', payload.length)
-  return RESPONSE_ALREADY_SENT
+  if (answer.headers['set-cookie']) headers['set-cookie'] = answer.headers['set-cookie']
+  return writeAnswer(c, result.status, headers, payload)
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { Context, MiddlewareHandler, Next } from 'hono'
 import type { Env } from '../../src/env.js'
 import { GatewayError } from '../../src/errors.js'
+import { answerStatus } from '../../src/server/answer.js'
 import { createLimiter, type LimitOutcome } from '../../src/limits/limiter.js'
 import { addressKey, digest } from '../../src/limits/keys.js'
 import { readRequestBody } from '../../src/upstream/body.js'
@@ -121,8 +122,7 @@ export const loginGuard = definePolicy({
 
       await next()
 
-      const res = c.env.outgoing
-      const status = res?.headersSent ? res.statusCode : c.res.status
+      const status = answerStatus(c)
       if (status === 401) {
         metrics.loginFailures.inc({ kind })
         c.get('notes').loginGuard = 'failure'

@@ -1,4 +1,3 @@
-import type { OutgoingHttpHeaders } from 'node:http'
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
 import type { Context, Next } from 'hono'
 import { Doorkeeper } from './admission.js'
@@ -17,6 +16,7 @@ import { MemoryStore } from './memory-store.js'
 import { RedisStore } from './redis-store.js'
 import type { Env, RouteMatch } from '../../src/env.js'
 import { GatewayError } from '../../src/errors.js'
+import { answerStatus, writeAnswer, writeHead } from '../../src/server/answer.js'
 import type { ResponseSink } from '../../src/upstream/forward.js'
 import { definePolicy } from '../types.js'
 import { thumbnailCacheOptions } from './schema.js'
@@ -129,31 +129,21 @@ export const thumbnailCache = definePolicy({
       const req = c.env.incoming
       const label = X_CACHE[result]
       const notModified = entryMatches(entry, req.headers)
-      const requestId = c.get('requestId')
       const headers = (notModified ? entry.flatNotModified : entry.flat).concat(
         'age',
         String(Math.max(0, Math.floor((now - entry.storedAt) / 1000))),
         'x-cache',
         label,
-        'x-request-id',
-        requestId,
         'x-correlation-id',
-        requestId
+        c.get('requestId')
       )
-      const extra = c.get('responseHeaders')
-      for (const name in extra) headers.push(name, extra[name]!)
       c.get('notes').cache = label
       count(result, route)
-      if (notModified) {
-        res.writeHead(304, headers)
-        res.end()
-        c.set('bytesOut', 0)
-      } else if (req.method === 'HEAD') {
-        res.writeHead(200, headers)
+      writeHead(c, notModified ? 304 : 200, headers)
+      if (notModified || req.method === 'HEAD') {
         res.end()
         c.set('bytesOut', 0)
       } else {
-        res.writeHead(200, headers)
         res.end(entry.body)
         c.set('bytesOut', entry.body.length)
         metrics.cacheServedBytes.inc(entry.body.length)
@@ -277,17 +267,7 @@ export const thumbnailCache = definePolicy({
       }
       count('miss', l.route)
       c.get('notes').cache = 'MISS'
-      const res = c.env.outgoing!
-      const headers: OutgoingHttpHeaders = {
-        ...answer.headers,
-        ...c.get('responseHeaders'),
-        'x-request-id': c.get('requestId'),
-        'x-cache': 'MISS',
-      }
-      res.writeHead(answer.status, headers)
-      res.end(answer.body)
-      c.set('bytesOut', answer.body.length)
-      return RESPONSE_ALREADY_SENT
+      return writeAnswer(c, answer.status, { ...answer.headers, 'x-cache': 'MISS' }, answer.body)
     }
 
     /** Serves from an entry that is fresh for this principal. */
@@ -395,8 +375,7 @@ export const thumbnailCache = definePolicy({
         }
       }
       await next()
-      const res = c.env.outgoing
-      const status = res?.headersSent ? res.statusCode : c.res.status
+      const status = answerStatus(c)
       if (status >= 400 && status < 500) return
       const at = Date.now()
       memory.invalidate(rule.cls, ids, at)

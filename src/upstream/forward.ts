@@ -5,6 +5,7 @@ import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
 import type { GatewayConfig } from '../config/schema.js'
 import type { Env } from '../env.js'
 import { GatewayError } from '../errors.js'
+import { writeHead } from '../server/answer.js'
 import { endToEndHeaders, responseHeaders, setForwardedHeaders } from './headers.js'
 
 export type UpstreamErrorKind = 'refused' | 'reset' | 'timeout' | 'dns' | 'other'
@@ -228,11 +229,8 @@ export function createForwarder(config: GatewayConfig, observer: UpstreamObserve
     let bytesOut = 0
     const sink: ResponseSink = {
       start(status, headers) {
-        const extra = c.get('responseHeaders')
-        for (const name in extra) headers[name] = extra[name]
-        headers['x-request-id'] = c.get('requestId')
         tapSink = tap?.(status, headers)
-        res.writeHead(status, headers)
+        writeHead(c, status, headers)
       },
       data(chunk, resume) {
         bytesOut += chunk.length
