@@ -1,12 +1,14 @@
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createServer } from 'node:http'
+import type { MiddlewareHandler } from 'hono'
 import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import { Registry } from 'prom-client'
 import { buildPolicies } from '../policies/index.js'
 import type { GatewayConfig } from './config/schema.js'
 import type { Deps } from './deps.js'
+import type { Env } from './env.js'
 import { createLogger } from './observability/logging.js'
 import { Metrics } from './observability/metrics.js'
 import { compileRouteTable, loadRouteTable } from './routing/route-table.js'
@@ -20,6 +22,8 @@ export interface GatewayOptions {
   logger?: Logger
   registry?: Registry
   routesFile?: string
+  /** Stock Hono middleware to run after observe, before the phases (src/pipeline.ts). */
+  middleware?: MiddlewareHandler<Env>[]
 }
 
 export interface Gateway {
@@ -85,7 +89,7 @@ export async function startGateway(
     await releaseAll()
     throw err
   }
-  const server = createNodeServer(createApp(config, deps, policies), config)
+  const server = createNodeServer(createApp(config, deps, policies, options.middleware), config)
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(config.server.port, config.server.host, () => resolve())

@@ -4,7 +4,8 @@ import type { PolicyMiddlewares } from '../policies/index.js'
 import type { GatewayConfig } from './config/schema.js'
 import type { Deps } from './deps.js'
 import type { Env } from './env.js'
-import { GatewayError, immichErrorBody } from './errors.js'
+import { HTTPException } from 'hono/http-exception'
+import { GatewayError, immichErrorBody, reasonPhrase } from './errors.js'
 import { AddressSet, clientAddress, normalizeIp } from './net.js'
 import { redactUrl } from './observability/logging.js'
 import { requestRecorder } from './observability/metrics.js'
@@ -19,6 +20,7 @@ import { forwardWebsocket, isWebsocketPath } from './upstream/websocket.js'
  *   1 context      request id, client address, the upstream request being built
  *   2 observe      one access line and the RED metrics per answer, with the status actually sent
  *     path         the canonical path every later phase judges (c.get('path'), never c.req.path)
+ *     embedded     stock Hono middleware an embedder adds (GatewayOptions.middleware)
  *     own          /healthz, /readyz, /metrics: the gateway's own endpoints
  *   3 legacy       old routes rewritten to their current twins, before anything judges them
  *   4 route        Immich's route table: template, permission, flags
@@ -36,7 +38,8 @@ import { forwardWebsocket, isWebsocketPath } from './upstream/websocket.js'
 export function createApp(
   config: GatewayConfig,
   deps: Deps,
-  policies: PolicyMiddlewares
+  policies: PolicyMiddlewares,
+  embedded: MiddlewareHandler<Env>[] = []
 ): Hono<Env> {
   const app = new Hono<Env>()
   const use = (...names: string[]): void => {
@@ -49,6 +52,7 @@ export function createApp(
   app.use(context(config))
   app.use(observe(config, deps))
   app.use(judgedPath)
+  for (const mw of embedded) app.use(mw)
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
   app.get('/readyz', async (c) => {
@@ -309,6 +313,15 @@ export function renderError(c: Context<Env>, err: unknown, logger: Deps['logger'
     ;({ status, headers } = err)
     message = err.message
     c.get('notes').error = err.code
+  } else if (err instanceof HTTPException) {
+    // A stock Hono middleware's refusal (basic-auth, body-limit...): its status and headers, our shape.
+    status = err.status
+    message = err.message || reasonPhrase(status)
+    headers = {}
+    err.res?.headers.forEach((value, name) => {
+      if (name !== 'content-type' && name !== 'content-length') headers[name] = value
+    })
+    c.get('notes').error = 'HTTP_EXCEPTION'
   } else {
     logger.error({ requestId, err }, 'unhandled error')
   }

@@ -18,6 +18,15 @@ describe('hot-path habits', () => {
     expect(offenders).toEqual([])
   })
 
+  it('judges the canonical path: no policy reads c.req.path or c.req.url (the raw, unrewritten path)', () => {
+    const policyFiles = sources(packageFile('policies'))
+    const offenders = policyFiles.filter((file) =>
+      /\bc\.req\.(path|url)\b/.test(readFileSync(file, 'utf8'))
+    )
+    expect(policyFiles.length).toBeGreaterThan(8)
+    expect(offenders).toEqual([])
+  })
+
   it('keeps Web Streams and hono/proxy off the forward path', () => {
     const offenders = files.filter((file) =>
       /from 'hono\/proxy'|\bReadableStream\b|\.getReader\(/.test(readFileSync(file, 'utf8'))

@@ -47,6 +47,12 @@ export function createNodeServer(app: Hono<Env>, config: GatewayConfig): Server 
     ).catch(() => socket.destroy())
   })
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    // A client that went away (reset, or its side ended in the middle of a request): nobody to answer;
+    // the request in flight is recorded as 499.
+    if (err.code === 'ECONNRESET' || err.code === 'HPE_INVALID_EOF_STATE' || !socket.writable) {
+      socket.destroy()
+      return
+    }
     // Malformed requests (bad header bytes, oversized headers, a broken chunked body) get an
     // Immich-shaped answer, not a crash.
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400

@@ -3,9 +3,11 @@ import { appendFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { inject } from 'vitest'
 import { Writable } from 'node:stream'
+import type { MiddlewareHandler } from 'hono'
 import pino from 'pino'
 import { Registry } from 'prom-client'
 import { configSchema, type GatewayConfig } from '../../src/config/schema.js'
+import type { Env } from '../../src/env.js'
 import { startGateway, type Gateway } from '../../src/gateway.js'
 import { startFakeImmich, type FakeImmich } from '../fake-immich/server.js'
 
@@ -36,7 +38,7 @@ type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]>
 /** A real fake Immich and a real gateway in front of it, on ephemeral ports. */
 export async function startStack(
   overrides: DeepPartial<GatewayConfig> & { policies?: Record<string, unknown> } = {},
-  options: { immich?: FakeImmich } = {}
+  options: { immich?: FakeImmich; middleware?: MiddlewareHandler<Env>[] } = {}
 ): Promise<Stack> {
   const immich = options.immich ?? (await startFakeImmich())
   const config = buildConfig(immich.url, overrides)
@@ -51,7 +53,11 @@ export async function startStack(
     },
   })
   const logger = pino({ level: 'info' }, sink)
-  const gateway = await startGateway(config, { logger, registry: new Registry() })
+  const gateway = await startGateway(config, {
+    logger,
+    registry: new Registry(),
+    middleware: options.middleware,
+  })
   return {
     immich,
     gateway,
