@@ -89,7 +89,11 @@ export async function startGateway(
     await releaseAll()
     throw err
   }
-  const server = createNodeServer(createApp(config, deps, policies, options.middleware), config)
+  const server = createNodeServer(
+    createApp(config, deps, policies, options.middleware),
+    config,
+    metrics
+  )
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(config.server.port, config.server.host, () => resolve())

@@ -1,5 +1,5 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto'
-import { Hono, type Context, type MiddlewareHandler } from 'hono'
+import { Hono, type Context, type MiddlewareHandler, type Next } from 'hono'
 import type { PolicyMiddlewares } from '../policies/index.js'
 import type { GatewayConfig } from './config/schema.js'
 import type { Deps } from './deps.js'
@@ -19,7 +19,7 @@ import { forwardWebsocket, isWebsocketPath } from './upstream/websocket.js'
  *
  *   1 context      request id, client address, the upstream request being built
  *   2 observe      one access line and the RED metrics per answer, with the status actually sent
- *     path         the canonical path every later phase judges (c.get('path'), never c.req.path)
+ *     head         header limits; the canonical path every later phase judges (c.get('path'))
  *     embedded     stock Hono middleware an embedder adds (GatewayOptions.middleware)
  *     own          /healthz, /readyz, /metrics: the gateway's own endpoints
  *   3 legacy       old routes rewritten to their current twins, before anything judges them
@@ -51,7 +51,7 @@ export function createApp(
 
   app.use(context(config))
   app.use(observe(config, deps))
-  app.use(judgedPath)
+  app.use(requestHead(config))
   for (const mw of embedded) app.use(mw)
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
@@ -209,11 +209,30 @@ function observe(config: GatewayConfig, deps: Deps): MiddlewareHandler<Env> {
 }
 
 /**
- * The path every later phase judges: canonical (dot segments, doubled slashes and encoded tricks
- * resolved or refused), then possibly rewritten by the legacy phase. Policies read c.get('path');
- * c.req.path is the raw path and is not read by any policy (test/style.test.ts).
+ * The request head, judged once: the header block within its limits (count and bytes, whatever the
+ * names: Node alone lets repeated lines through), then the path every later phase judges: canonical
+ * (dot segments, doubled slashes and encoded tricks resolved or refused), possibly rewritten by the
+ * legacy phase. Policies read c.get('path'); c.req.path is the raw path and no policy reads it
+ * (test/style.test.ts).
  */
-const judgedPath: MiddlewareHandler<Env> = (c, next) => {
+function requestHead(config: GatewayConfig): MiddlewareHandler<Env> {
+  const { maxHeaders, maxHeaderBytes } = config.server
+  return (c, next) => {
+    const rawHeaders = c.env.incoming.rawHeaders
+    if (rawHeaders.length > 2 * maxHeaders) {
+      throw new GatewayError(431, 'TOO_MANY_HEADERS', 'Request headers too large')
+    }
+    // Each line is `name: value\r\n`.
+    let bytes = 0
+    for (let i = 0; i < rawHeaders.length; i++) bytes += rawHeaders[i]!.length + 2
+    if (bytes > maxHeaderBytes) {
+      throw new GatewayError(431, 'HEADERS_TOO_LARGE', 'Request headers too large')
+    }
+    return canonical(c, next)
+  }
+}
+
+function canonical(c: Context<Env>, next: Next): Promise<void> {
   const raw = c.get('path')
   const path = canonicalPath(raw)
   if (path !== raw) {

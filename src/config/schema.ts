@@ -43,7 +43,29 @@ export const serverSchema = z
       .min(1024)
       .max(1_048_576)
       .default(32_768)
-      .describe('Largest request header block accepted.'),
+      .describe(
+        'Largest request header block accepted (all header lines together, repeated names included); larger gets 431.'
+      ),
+    maxHeaders: z
+      .number()
+      .int()
+      .min(16)
+      .max(10_000)
+      .default(200)
+      .describe('Most header lines a request may carry; more gets 431.'),
+    headersTimeoutSeconds: seconds(
+      30,
+      'A client must send its whole request head within this time, else 408 and the connection is closed (nginx: client_header_timeout).'
+    ),
+    maxConnectionsPerAddress: z
+      .number()
+      .int()
+      .min(1)
+      .max(1_000_000)
+      .default(256)
+      .describe(
+        'Open connections one client address may hold at once; past it new ones are closed at once. Trusted proxies are exempt.'
+      ),
   })
   .strict()
 

@@ -35,6 +35,7 @@ export class Metrics {
   readonly inFlight: Gauge
   readonly websocketsOpen: Gauge
   readonly websocketConnections: Counter<'client' | 'outcome'>
+  readonly connectionsRefused: Counter<'reason'>
   readonly authFailures: Counter<'reason'>
   readonly rateLimited: Counter<'class' | 'client'>
   readonly rateLimitStoreErrors: Counter<'store'>
@@ -107,6 +108,14 @@ export class Metrics {
       labelNames: ['client', 'outcome'],
       registers: r,
     })
+    this.connectionsRefused = new Counter({
+      name: 'immich_gateway_connections_refused_total',
+      help: 'Client connections closed by the gateway before a request: too many from one address, or a request head too slow or too large.',
+      labelNames: ['reason'],
+      registers: r,
+    })
+    for (const reason of ['per_address_limit', 'header_timeout', 'header_too_large'])
+      this.connectionsRefused.inc({ reason }, 0)
     this.authFailures = new Counter({
       name: 'immich_gateway_auth_failures_total',
       help: 'Requests refused by authentication or authorization, by reason.',

@@ -10,15 +10,15 @@ import { startStack, type Stack } from '../support/stack.js'
 
 const ADMIN = { 'x-api-key': 'fake-admin-key' }
 
-/** Sends raw bytes and reads until the peer closes (or `ms` pass). */
+/** Sends raw bytes and reads until the peer closes or resets (or `ms` pass). */
 function raw(url: string, bytes: string, ms = 3000): Promise<string> {
   const { hostname, port } = new URL(url)
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     const socket = connect(Number(port), hostname, () => socket.write(bytes))
     let out = ''
     socket.on('data', (d: Buffer) => (out += d.toString('latin1')))
     socket.on('close', () => resolve(out))
-    socket.on('error', reject)
+    socket.on('error', () => {})
     socket.setTimeout(ms, () => socket.destroy())
   })
 }
@@ -247,5 +247,87 @@ describe('stock Hono middleware in the pipeline', () => {
     expect(body.message).toBe('Refused by a stock middleware')
     expect(body.statusCode).toBe(418)
     expect(body.correlationId).toBe(res.headers['x-correlation-id'])
+  })
+})
+
+describe('request head limits and slow clients', () => {
+  let stack: Stack
+  beforeAll(async () => {
+    stack = await startStack({
+      server: { maxHeaders: 50, headersTimeoutSeconds: 1, maxConnectionsPerAddress: 5 },
+    })
+  })
+  afterAll(async () => {
+    await stack.close()
+  })
+
+  async function refusedCount(reason: string): Promise<number> {
+    const text = await stack.gateway.deps.metrics.registry.metrics()
+    const line = text
+      .split('\n')
+      .find((l) => l.startsWith(`immich_gateway_connections_refused_total{reason="${reason}"}`))
+    return Number(line?.split(' ').at(-1) ?? NaN)
+  }
+
+  const head = (lines: string) =>
+    `GET /api/server/ping HTTP/1.1\r\nhost: gateway\r\n${lines}connection: close\r\n\r\n`
+
+  it('10,000 identical small headers get 431, like 10,000 distinct ones', async () => {
+    const same = await raw(stack.url, head('x-a: 1\r\n'.repeat(10_000)))
+    expect(same).toMatch(/^HTTP\/1\.1 431 /)
+    const distinct = await raw(
+      stack.url,
+      head(Array.from({ length: 10_000 }, (_, i) => `x-${i}: 1\r\n`).join(''))
+    )
+    expect(distinct).toMatch(/^HTTP\/1\.1 431 /)
+  })
+
+  it('more header lines than server.maxHeaders get 431; as many as allowed pass', async () => {
+    const tooMany = await raw(stack.url, head('x-a: 1\r\n'.repeat(60)))
+    expect(tooMany).toMatch(/^HTTP\/1\.1 431 /)
+    expect(tooMany).toContain('"statusCode":431')
+    const enough = await raw(stack.url, head('x-a: 1\r\n'.repeat(40)))
+    expect(enough).toMatch(/^HTTP\/1\.1 200 /)
+  })
+
+  it('a head dripped slower than headersTimeoutSeconds gets 408 and is counted', async () => {
+    const before = await refusedCount('header_timeout')
+    const { hostname, port } = new URL(stack.url)
+    const started = Date.now()
+    const answer = await new Promise<string>((resolve) => {
+      const socket = connect(Number(port), hostname, () =>
+        socket.write('GET /api/server/ping HTTP/1.1\r\n')
+      )
+      const drip = setInterval(() => socket.writable && socket.write('x-drip: 1\r\n'), 200)
+      let out = ''
+      socket.on('data', (d: Buffer) => (out += d.toString()))
+      socket.on('close', () => (clearInterval(drip), resolve(out)))
+      socket.on('error', () => {})
+      socket.setTimeout(8000, () => socket.destroy())
+    })
+    expect(answer).toMatch(/^HTTP\/1\.1 408 /)
+    expect(Date.now() - started).toBeLessThan(4000)
+    expect(await refusedCount('header_timeout')).toBe(before + 1)
+  })
+
+  it('past maxConnectionsPerAddress a new connection is closed at once and counted', async () => {
+    const before = await refusedCount('per_address_limit')
+    const { hostname, port } = new URL(stack.url)
+    const held = await Promise.all(
+      Array.from(
+        { length: 5 },
+        () =>
+          new Promise<ReturnType<typeof connect>>((resolve) => {
+            const s = connect(Number(port), hostname, () => resolve(s))
+            s.on('error', () => {})
+          })
+      )
+    )
+    const sixth = await raw(stack.url, head(''), 2000)
+    expect(sixth).toBe('')
+    expect(await refusedCount('per_address_limit')).toBe(before + 1)
+    for (const s of held) s.destroy()
+    await new Promise((r) => setTimeout(r, 100))
+    expect(await raw(stack.url, head(''))).toMatch(/^HTTP\/1\.1 200 /)
   })
 })
