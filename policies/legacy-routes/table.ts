@@ -14,10 +14,12 @@ import { readFileSync } from 'node:fs'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
 import { GatewayError } from '../../src/errors.js'
+import { bodyTransforms } from './body-transforms.js'
+import { requestTransforms } from './request-transforms.js'
+import { responseTransforms } from './response-transforms.js'
 import {
   boundaryOf,
   FollowUp,
-  legacyTransforms,
   type LegacyTransforms,
   type ResponseResult,
   type Step,
@@ -25,6 +27,13 @@ import {
   type UpstreamCall,
   type UpstreamReply,
 } from './transforms.js'
+
+/** The registry the legacy table names its transforms from. */
+export const legacyTransforms: LegacyTransforms = {
+  request: requestTransforms,
+  body: bodyTransforms,
+  response: responseTransforms,
+}
 
 // ---------------------------------------------------------------------------------------------
 // Schema

@@ -12,11 +12,11 @@ import {
   type LegacyOutcome,
   type LegacyRule,
 } from '../../../policies/legacy-routes/table.js'
+import { bodyTransforms } from '../../../policies/legacy-routes/body-transforms.js'
+import { requestTransforms } from '../../../policies/legacy-routes/request-transforms.js'
+import { responseTransforms } from '../../../policies/legacy-routes/response-transforms.js'
 import {
-  bodyTransforms,
   FollowUp,
-  requestTransforms,
-  responseTransforms,
   type ResponseResult,
   type Step,
   type UpstreamCall,
