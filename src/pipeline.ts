@@ -323,7 +323,7 @@ async function readiness(deps: Deps): Promise<{ ok: boolean; detail: Record<stri
  * Immich's error shape for every error the gateway itself answers; a 500 never shows its cause.
  * An answer already under way can only be cut.
  */
-export function renderError(c: Context<Env>, err: unknown, logger: Deps['logger']): Response {
+function renderError(c: Context<Env>, err: unknown, logger: Deps['logger']): Response {
   const requestId = c.get('requestId') ?? newRequestId()
   let status = 500
   let message = 'Internal server error'

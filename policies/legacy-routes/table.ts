@@ -29,7 +29,7 @@ import {
 } from './transforms.js'
 
 /** The registry the legacy table names its transforms from. */
-export const legacyTransforms: LegacyTransforms = {
+const legacyTransforms: LegacyTransforms = {
   request: requestTransforms,
   body: bodyTransforms,
   response: responseTransforms,

@@ -166,7 +166,7 @@ export function gone(message: string): GatewayError {
 }
 
 /** Old `duration` string from v3 integer milliseconds (`"H:MM:SS.ffffff"`); images had `0:00:00.00000`. */
-export function durationString(value: unknown): string {
+function durationString(value: unknown): string {
   if (typeof value === 'string') return value
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) return '0:00:00.00000'
   const ms = Math.round(value)

@@ -97,7 +97,7 @@ function mayHoldParam(url: string, q: number, names: ReadonlySet<string>): boole
 }
 
 /** `url` without the parameters whose decoded, lower-cased name is in `names`; the rest byte for byte. */
-export function removeQueryParams(url: string, names: ReadonlySet<string>): string {
+function removeQueryParams(url: string, names: ReadonlySet<string>): string {
   const q = url.indexOf('?')
   if (q === -1 || !mayHoldParam(url, q, names)) return url
   const kept: string[] = []

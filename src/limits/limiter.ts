@@ -12,7 +12,7 @@ import { z } from 'zod'
 import type { Deps } from '../deps.js'
 import { GatewayError } from '../errors.js'
 
-export const STORE_ERROR_MODES = ['insurance', 'fail-open', 'fail-closed'] as const
+const STORE_ERROR_MODES = ['insurance', 'fail-open', 'fail-closed'] as const
 export type StoreErrorMode = (typeof STORE_ERROR_MODES)[number]
 
 /** The store options both limiter policies take (spread into their zod schemas). */

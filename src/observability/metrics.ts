@@ -3,7 +3,7 @@ import { packageFile } from '../paths.js'
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import { LeanCounter, LeanHistogram } from './lean-metrics.js'
 
-export const GATEWAY_VERSION: string = (
+const GATEWAY_VERSION: string = (
   JSON.parse(readFileSync(packageFile('package.json'), 'utf8')) as { version: string }
 ).version
 
@@ -255,7 +255,7 @@ export function requestRecorder(metrics: Metrics): (r: RequestRecord) => void {
 const STATUS_TEXT: string[] = Array.from({ length: 600 }, (_, i) => String(i))
 
 /** Client type from Immich's `deviceType` header and the User-Agent (bounded to five values). */
-export function clientType(deviceType: string | undefined, userAgent: string | undefined): string {
+function clientType(deviceType: string | undefined, userAgent: string | undefined): string {
   const device = deviceType?.toLowerCase()
   if (device === 'ios') return 'ios'
   if (device === 'android') return 'android'

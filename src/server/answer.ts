@@ -19,11 +19,6 @@ import { reasonPhrase } from '../errors.js'
  */
 export type AnswerHeaders = OutgoingHttpHeaders | string[]
 
-/** The status of the answer this request got, once its head is written (undefined before). */
-export function sentStatus(c: Context<Env>): number | undefined {
-  return c.get('status')
-}
-
 /**
  * The status this request's answer has or will have: the one sent, else the Response a handler
  * returned that is still to be written. What a policy looking at the outcome after `await next()` reads.

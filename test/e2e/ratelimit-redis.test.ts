@@ -221,8 +221,13 @@ describe.runIf(canSpawn)('Redis stopped mid-run', () => {
     expect(tally(before)).toEqual({ 200: 20, 429: 10 })
 
     // Redis killed while requests are in flight: every one is answered, 200 or 429, never an error.
+    const pingsBefore = immich.requestsTo('/api/server/ping').length
     const inFlight = spread(urls, 60, '/api/server/ping', as('198.51.100.2'), 4)
-    await new Promise((r) => setTimeout(r, 5))
+    await waitFor(
+      () => immich.requestsTo('/api/server/ping').length > pingsBefore,
+      5000,
+      'the second phase under way'
+    )
     await redis.kill()
     all.push(...(await inFlight))
     await waitFor(

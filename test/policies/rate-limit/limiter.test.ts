@@ -117,13 +117,26 @@ describe.runIf(sharedUrl)('limiter in Redis', () => {
     const commands: string[] = []
     const monitor = await deps.redis!.duplicate().monitor()
     opened.push({ close: () => void monitor.disconnect() })
+    let monitoring = false
     monitor.on('monitor', (_time: string, args: string[]) => {
+      if (args.some((a) => a === `${prefix}:probe`)) {
+        monitoring = true
+        return
+      }
       // Scripts only: MONITOR also lists the commands a script runs inside Redis.
       const name = args[0]!.toLowerCase()
       if ((name === 'eval' || name === 'evalsha') && args.some((a) => a.includes(prefix)))
         commands.push(name)
     })
-    await new Promise((r) => setTimeout(r, 100)) // MONITOR is on
+    // MONITOR is on once it reports a command of ours.
+    await waitFor(
+      async () => {
+        await deps.redis!.get(`${prefix}:probe`)
+        return monitoring
+      },
+      2000,
+      'MONITOR on'
+    )
     // 4 first (one turn), then 8 more (another turn): the second batch crosses the budget midway.
     const first = await Promise.all(Array.from({ length: 4 }, () => limiter.consume('client')))
     const second = await Promise.all(Array.from({ length: 8 }, () => limiter.consume('client')))

@@ -66,7 +66,7 @@ describe.runIf(url)('RedisStore', () => {
   })
 
   it('an invalidation voids entries whose fetch started before it, and tells the other replicas', async () => {
-    const { store, keyPrefix } = await make()
+    const { store, keyPrefix, redis } = await make()
     const other = await make(keyPrefix)
     const heard: InvalidationMessage[] = []
     let resyncs = 0
@@ -74,12 +74,17 @@ describe.runIf(url)('RedisStore', () => {
       (m) => heard.push(m),
       () => resyncs++
     )
-    await new Promise((r) => setTimeout(r, 200))
+    await waitFor(
+      async () =>
+        ((await redis.pubsub('NUMSUB', `${keyPrefix}invalidate`)) as [string, number])[1] > 0,
+      5000,
+      'subscription'
+    )
     const now = Date.now()
     const before = await store.lookup('k', 'a', 'id1', 0, now)
     await store.invalidate('a', ['ID1'], now)
     store.store('k', buildEntry(headers, Buffer.from('old'), plan, now, 0), before!.gens, now)
-    await new Promise((r) => setTimeout(r, 50))
+    await redis.ping() // one connection runs its commands in order: the write is in
     const after = await store.lookup('k', 'a', 'id1', 0, now)
     expect(after?.entry).toBeUndefined()
     expect(after!.gens[1]).toBeGreaterThanOrEqual(now)
@@ -93,11 +98,11 @@ describe.runIf(url)('RedisStore', () => {
   })
 
   it('a class invalidation voids every asset', async () => {
-    const { store } = await make()
+    const { store, redis } = await make()
     const now = Date.now()
     const gens = (await store.lookup('k', 'a', 'x', 0, now))!.gens
     store.store('k', buildEntry(headers, Buffer.from('b'), plan, now, 0), gens, now)
-    await new Promise((r) => setTimeout(r, 50))
+    await redis.ping() // one connection runs its commands in order: the write is in
     expect((await store.lookup('k', 'a', 'x', 0, now))?.entry).toBeDefined()
     await store.invalidate('a', undefined, now)
     expect((await store.lookup('k', 'a', 'x', 0, now))?.entry).toBeUndefined()
@@ -115,7 +120,6 @@ describe.runIf(url)('RedisStore', () => {
     expect(await store.lookup('k', 'a', 'id', 0, Date.now())).toBeUndefined()
     store.store('k', buildEntry(headers, Buffer.from('b'), plan, Date.now(), 0), [0, 0], Date.now())
     await store.invalidate('a', ['id'], Date.now())
-    await new Promise((r) => setTimeout(r, 50))
-    expect(seen.length).toBeGreaterThanOrEqual(2)
+    await waitFor(() => seen.length >= 2, 2000, 'both failures reported')
   })
 })
