@@ -277,6 +277,14 @@ const SCENARIOS: Scenario[] = [
     what: 'gateway from --alt-dist, no policies',
   },
   {
+    name: 'alt-auth-mem-thumb',
+    group: 'alt',
+    target: 'gateway-auth-mem-alt',
+    request: 'thumb',
+    auth: 'gateway-key',
+    what: 'gateway from --alt-dist, key + scopes + in-memory limiter (as auth-mem-thumb)',
+  },
+  {
     name: 'alt-cache-hit',
     group: 'alt',
     target: 'gateway-cache-alt',
@@ -323,6 +331,27 @@ const RATIOS: Ratio[] = [
     issue: 'info',
   },
   { name: 'cache hit/node floor hit', a: 'cache-hit', b: 'node-floor-hit', issue: 'info' },
+  {
+    name: 'full policy chain/nginx proxy_pass',
+    a: 'auth-mem-thumb',
+    b: 'nginx-thumb',
+    min: 0.6,
+    issue: '#12',
+  },
+  {
+    name: 'cache hit/nginx proxy_cache hit (#12)',
+    a: 'cache-hit',
+    b: 'nginx-cache-hit',
+    min: 0.4,
+    issue: '#12',
+  },
+  {
+    name: 'engine this/alt: full chain',
+    a: 'auth-mem-thumb',
+    b: 'alt-auth-mem-thumb',
+    issue: '#12',
+  },
+  { name: 'engine this/alt: cache hit', a: 'cache-hit', b: 'alt-cache-hit', issue: '#12' },
   {
     name: 'cache hit/nginx proxy_cache hit',
     a: 'cache-hit',
