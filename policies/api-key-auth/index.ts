@@ -4,8 +4,8 @@ import { ConfigError } from '../../src/config/load.js'
 import type { Env } from '../../src/env.js'
 import {
   bearerToken,
+  credentialQueryParams,
   injectUpstreamKey,
-  queryParams,
   upstreamView,
 } from '../../src/auth/credentials.js'
 import { GATEWAY_KEY_PREFIX } from '../../src/auth/keygen.js'
@@ -17,6 +17,9 @@ import { definePolicy } from '../types.js'
 import { apiKeyAuthOptions } from './schema.js'
 
 type Presented = { key: string; via: 'header' | 'bearer' | 'query' }
+
+/** Query parameters that carry a gateway key (lower-cased, as credentialParamName reads names). */
+const KEY_PARAMS: ReadonlySet<string> = new Set(['apikey', 'x-api-key'])
 
 /**
  * The gateway keys on a request: `x-api-key`, `Authorization: Bearer`, and (for URL-only clients)
@@ -31,12 +34,11 @@ function presentedKeys(headers: IncomingHttpHeaders, query: string): Presented[]
   const bearer = bearerToken(headers)
   if (bearer?.startsWith(GATEWAY_KEY_PREFIX)) found.push({ key: bearer, via: 'bearer' })
   // A key in the query is plain `igw_` or percent-encoded; an encoded one that slips past this check
-  // is refused by native-auth (it never hands an igw_ value to Immich).
+  // is refused by native-auth (it never hands an igw_ value to Immich). Names are read as the
+  // stripping and the log redaction read them (credentialParamName), in every spelling.
   if (query.length > 1 && query.indexOf(GATEWAY_KEY_PREFIX) !== -1) {
-    for (const { name, value } of queryParams(query)) {
-      const lower = name.toLowerCase()
-      if ((lower === 'apikey' || lower === 'x-api-key') && value.startsWith(GATEWAY_KEY_PREFIX))
-        found.push({ key: value, via: 'query' })
+    for (const { value } of credentialQueryParams(query, KEY_PARAMS)) {
+      if (value.startsWith(GATEWAY_KEY_PREFIX)) found.push({ key: value, via: 'query' })
     }
   }
   return found

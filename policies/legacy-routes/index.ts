@@ -1,7 +1,11 @@
 import type { Context, MiddlewareHandler, Next } from 'hono'
 import type { OutgoingHttpHeaders } from 'node:http'
 import { decideAccess } from '../../src/auth/scopes.js'
-import { CREDENTIAL_QUERY, queryParams } from '../../src/auth/credentials.js'
+import {
+  CREDENTIAL_QUERY,
+  credentialParamName,
+  credentialQueryParams,
+} from '../../src/auth/credentials.js'
 import { ConfigError } from '../../src/config/load.js'
 import type { Deps } from '../../src/deps.js'
 import type { Env } from '../../src/env.js'
@@ -34,13 +38,13 @@ const DEPRECATION = '@1717200000'
  */
 function carryCredentials(oldQuery: string, newQuery: string): string {
   if (oldQuery.length < 2) return newQuery
-  const present = new Set(queryParams(newQuery).map((p) => p.name.toLowerCase()))
+  const present = new Set(credentialQueryParams(newQuery).map((p) => p.name))
   const carried = oldQuery
     .slice(1)
-    .split('&')
+    .split(/[&;]/)
     .filter((pair) => {
-      const name = queryParams(`?${pair}`)[0]?.name.toLowerCase()
-      return name !== undefined && CREDENTIAL_QUERY.has(name) && !present.has(name)
+      const name = credentialParamName(pair)
+      return pair !== '' && CREDENTIAL_QUERY.has(name) && !present.has(name)
     })
   if (carried.length === 0) return newQuery
   return newQuery ? `${newQuery}&${carried.join('&')}` : `?${carried.join('&')}`

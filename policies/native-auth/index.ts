@@ -1,10 +1,11 @@
 import type { Context } from 'hono'
 import type { Env } from '../../src/env.js'
 import {
+  credentialQueryParams,
   editQuery,
   findNativeCredential,
+  holdsGatewayKey,
   isCleanToken,
-  queryParams,
   upstreamView,
   type NativeCredential,
   type NativeKind,
@@ -39,9 +40,8 @@ const X_API_KEY_PARAM: ReadonlySet<string> = new Set(['x-api-key'])
  */
 function queryApiKey(query: string): NativeCredential | undefined {
   if (query.length < 2) return undefined
-  for (const { name, value } of queryParams(query)) {
-    if (name.toLowerCase() === 'x-api-key' && value !== '')
-      return { kind: 'apiKey', source: QUERY_X_API_KEY, value }
+  for (const { value } of credentialQueryParams(query, X_API_KEY_PARAM)) {
+    if (value !== '') return { kind: 'apiKey', source: QUERY_X_API_KEY, value }
   }
   return undefined
 }
@@ -63,6 +63,10 @@ export const nativeAuth = definePolicy({
     const { allow, maxCredentialBytes } = options
     return (c: Context<Env>, next) => {
       if (c.get('principal').kind !== 'anonymous') return next()
+      // A gateway key nobody claimed, wherever it sits in the URL (`?q=apiKey%3Digw_...`, a path
+      // segment, a doubly encoded name): refused, so it never reaches Immich or its logs.
+      if (holdsGatewayKey(c.get('upstream').url))
+        throw refuse(metrics, 'invalid_key', 401, INVALID.apiKey)
       const view = upstreamView(c)
       // Immich reads websocket credentials from headers only.
       const query = c.env.upgrade ? '' : view.query

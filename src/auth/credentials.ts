@@ -5,6 +5,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Context } from 'hono'
 import type { Env } from '../env.js'
+import { GATEWAY_KEY_PREFIX } from './keygen.js'
 
 /** Request headers Immich reads as a credential (Node lower-cases names). */
 const CREDENTIAL_HEADERS = [
@@ -58,12 +59,40 @@ function paramName(rawPair: string): string {
   return bracket > 0 ? name.slice(0, bracket) : name
 }
 
+/**
+ * Parameter separators the gateway honours when it looks for credentials: `&`, and `;`, which some
+ * parsers (and HTML 4 forms) take as one too. Immich itself splits on `&` only (findNativeCredential).
+ */
+const PIECE_SEPARATOR = /([&;])/
+
+/**
+ * The credential recognition of the gateway, one function for authentication, stripping and log
+ * redaction: the lower-cased name one raw query piece (between `&`/`;` separators) may be read as by
+ * any parser. Decoded first (`+` as a space), so `api%4Bey=`, `%61piKey=`, `x%2Dapi%2Dkey=` and
+ * `apiKey%3Dv` (an encoded `=`) all name their parameter; `name[...]` (`apiKey[]`, `apiKey%5B%5D`)
+ * reads as `name`.
+ */
+export function credentialParamName(rawPiece: string): string {
+  const text = decodeComponent(rawPiece)
+  const eq = text.indexOf('=')
+  const name = eq === -1 ? text : text.slice(0, eq)
+  const bracket = name.indexOf('[')
+  return (bracket > 0 ? name.slice(0, bracket) : name).toLowerCase()
+}
+
+/** The value of a raw query piece as credentialParamName reads it: after the first decoded `=`. */
+function credentialParamValue(rawPiece: string): string {
+  const text = decodeComponent(rawPiece)
+  const eq = text.indexOf('=')
+  return eq === -1 ? '' : text.slice(eq + 1)
+}
+
 export interface QueryParam {
   name: string
   value: string
 }
 
-/** The decoded parameters of a query string (with or without its leading `?`). */
+/** The decoded parameters of a query string (with or without its leading `?`), as Immich splits it. */
 export function queryParams(query: string): QueryParam[] {
   const body = query.startsWith('?') ? query.slice(1) : query
   if (body === '') return []
@@ -77,8 +106,28 @@ export function queryParams(query: string): QueryParam[] {
 }
 
 /**
+ * The query pieces whose name (credentialParamName: decoded, `[]` dropped, lower-cased, `&` or `;`
+ * separated) is in `names`, with their decoded values: what the gateway takes as a credential.
+ */
+export function credentialQueryParams(
+  query: string,
+  names: ReadonlySet<string> = CREDENTIAL_QUERY
+): QueryParam[] {
+  const body = query.startsWith('?') ? query.slice(1) : query
+  const out: QueryParam[] = []
+  if (body === '') return out
+  for (const piece of body.split(/[&;]/)) {
+    if (piece === '') continue
+    const name = credentialParamName(piece)
+    if (names.has(name)) out.push({ name, value: credentialParamValue(piece) })
+  }
+  return out
+}
+
+/**
  * `url` (path + query) without the credential parameters; the other parameters stay byte for byte
- * and in order. Names are compared decoded and case-insensitively, so `api%4Bey` and `APIKEY` go too.
+ * and in order. Names are recognised by credentialParamName, so `api%4Bey`, `APIKEY`, `apiKey[]`,
+ * `apiKey%3Dv` and a `;`-separated `apiKey` go too.
  */
 export function stripCredentialQuery(url: string): string {
   return removeQueryParams(url, CREDENTIAL_QUERY)
@@ -96,22 +145,50 @@ function mayHoldParam(url: string, q: number, names: ReadonlySet<string>): boole
   return false
 }
 
-/** `url` without the parameters whose decoded, lower-cased name is in `names`; the rest byte for byte. */
+/**
+ * `url` without the query pieces credentialParamName reads as one of `names`; the rest byte for byte,
+ * each with the separator (`&` or `;`) that preceded it.
+ */
 function removeQueryParams(url: string, names: ReadonlySet<string>): string {
   const q = url.indexOf('?')
   if (q === -1 || !mayHoldParam(url, q, names)) return url
-  const kept: string[] = []
-  let removed = false
-  for (const pair of url.slice(q + 1).split('&')) {
-    if (pair !== '' && names.has(paramName(pair).toLowerCase())) {
-      removed = true
-      continue
-    }
-    kept.push(pair)
+  // [piece, separator, piece, separator, ..., piece]
+  const parts = url.slice(q + 1).split(PIECE_SEPARATOR)
+  let rest = ''
+  let kept = 0
+  for (let i = 0; i < parts.length; i += 2) {
+    const piece = parts[i]!
+    if (piece !== '' && names.has(credentialParamName(piece))) continue
+    rest += kept++ === 0 ? piece : `${parts[i - 1]}${piece}`
   }
+  const removed = kept !== (parts.length + 1) / 2
   if (!removed) return url
-  const rest = kept.join('&')
   return rest === '' ? url.slice(0, q) : `${url.slice(0, q)}?${rest}`
+}
+
+/** Every `%XX` decoded, up to 4 times over (`%2561` → `%61` → `a`), malformed escapes left as they are. */
+export function deepDecode(text: string): string {
+  let out = text.replace(/\+/g, ' ')
+  for (let round = 0; round < 4 && out.indexOf('%') !== -1; round++) {
+    const next = out.replace(/%([0-9a-f]{2})/gi, (_, hex: string) =>
+      String.fromCharCode(parseInt(hex, 16))
+    )
+    if (next === out) break
+    out = next
+  }
+  return out
+}
+
+/** A gateway key anywhere in a text: `igw_` and 43 base64url characters. */
+const GATEWAY_KEY_INSIDE = new RegExp(`${GATEWAY_KEY_PREFIX}[A-Za-z0-9_-]{43}`)
+
+/**
+ * Does `url` hold a gateway key anywhere (a path segment, a parameter's value, a name), in any
+ * percent-encoding? Such a URL must never reach Immich, whose logs would keep it.
+ */
+export function holdsGatewayKey(url: string): boolean {
+  if (url.indexOf('%') === -1 && url.indexOf(GATEWAY_KEY_PREFIX) === -1) return false
+  return GATEWAY_KEY_INSIDE.test(deepDecode(url))
 }
 
 /** The cookie header without the session cookie (other cookies byte for byte); null when nothing is left. */

@@ -1,12 +1,80 @@
 import pino, { type Logger } from 'pino'
+import { CREDENTIAL_QUERY, credentialParamName, deepDecode } from '../auth/credentials.js'
+import { GATEWAY_KEY_PREFIX } from '../auth/keygen.js'
 
-/** Query parameters that carry credentials: their values never reach a log line. */
-const SECRET_QUERY =
-  /([?&](?:apikey|x-api-key|key|slug|sessionkey|token|access_token|id_token|password)=)[^&#]*/gi
+const REDACTED = '[REDACTED]'
 
-/** The URL as it may be logged: credential query values replaced by `[REDACTED]`. */
+/**
+ * Parameter names whose values never reach a log line: every name authentication reads a credential
+ * from (CREDENTIAL_QUERY), and the token/password names other software puts in URLs.
+ */
+const SECRET_NAMES: ReadonlySet<string> = new Set([
+  ...CREDENTIAL_QUERY,
+  'token',
+  'access_token',
+  'id_token',
+  'refresh_token',
+  'password',
+])
+
+/**
+ * A secret name assigned somewhere inside an already decoded text (`q=apiKey=...`, a path segment
+ * `;sessionKey=...`), with any `[...]` or junk (`apiKey\0=`) before its `=`; or a gateway key.
+ */
+const HOLDS_SECRET = new RegExp(
+  `(?:^|[^a-z0-9_-])(?:${[...SECRET_NAMES].map((n) => n.replace(/[-_]/g, '[-_]')).join('|')})` +
+    `(?:\\[[^\\]]*\\])*[^a-z0-9_=-]*=|${GATEWAY_KEY_PREFIX}`,
+  'i'
+)
+
+/** Could `lower` (a lower-cased URL) hold a secret in any spelling? Settles most URLs without splitting. */
+function mayHoldSecret(lower: string): boolean {
+  if (lower.indexOf('%') !== -1 || lower.indexOf(GATEWAY_KEY_PREFIX) !== -1) return true
+  for (const name of SECRET_NAMES) if (lower.indexOf(name) !== -1) return true
+  return false
+}
+
+/** One piece of a URL (between `/ ? & ; #`) as it may be logged. */
+function redactPiece(piece: string): string {
+  const eq = piece.indexOf('=')
+  // The same recognition as authentication and stripping: decoded name, `[]` dropped, any case.
+  if (SECRET_NAMES.has(credentialParamName(piece)))
+    return eq === -1 || HOLDS_SECRET.test(deepDecode(piece.slice(0, eq)))
+      ? REDACTED
+      : `${piece.slice(0, eq + 1)}${REDACTED}`
+  // Beyond what authentication reads: an assignment hidden in a value or a doubly encoded name
+  // (`q=apiKey%3D...`, `api%254Bey=...`), a gateway key in a path segment.
+  if (!HOLDS_SECRET.test(deepDecode(piece))) return piece
+  return eq === -1 || HOLDS_SECRET.test(deepDecode(piece.slice(0, eq)))
+    ? REDACTED
+    : `${piece.slice(0, eq + 1)}${REDACTED}`
+}
+
+/**
+ * The URL (path and query) as it may be logged: every query piece authentication would read as a
+ * credential (credentialParamName: `api%4Bey=`, `apiKey[]=`, `;apiKey=`...), and every piece that
+ * holds a credential assignment or a gateway key in any percent-encoding, has its value (or itself)
+ * replaced by `[REDACTED]`. Path segments are judged the same way; after a path segment that holds
+ * one, the rest of the path is redacted too (a credential may contain `/`).
+ */
 export function redactUrl(url: string): string {
-  return url.indexOf('=') === -1 ? url : url.replace(SECRET_QUERY, '$1[REDACTED]')
+  if (!mayHoldSecret(url.toLowerCase())) return url
+  const q = url.indexOf('?')
+  const path = q === -1 ? url : url.slice(0, q)
+  const query = q === -1 ? '' : url.slice(q + 1).replace(/[^&;]+/g, redactPiece)
+  let out = ''
+  for (const part of path.split(/([/;])/)) {
+    const redacted = part === '/' || part === ';' ? part : redactPiece(part)
+    out += redacted
+    if (redacted !== part) break
+  }
+  return q === -1 ? out : `${out}?${query}`
+}
+
+/** Free text (an error message or stack) as it may be logged: every URL-like run in it redacted. */
+export function redactText(text: string): string {
+  if (!mayHoldSecret(text.toLowerCase())) return text
+  return text.replace(/[^\s'"`<>()]+/g, redactUrl)
 }
 
 /**
@@ -20,6 +88,7 @@ export function createLogger(level: string, destination?: pino.DestinationStream
       level,
       base: { service: 'immich-gateway' },
       timestamp: pino.stdTimeFunctions.isoTime,
+      serializers: { err: serializeError },
       redact: {
         paths: [
           'headers.authorization',
@@ -36,4 +105,13 @@ export function createLogger(level: string, destination?: pino.DestinationStream
     },
     destination
   )
+}
+
+/** pino's error serializer, with any credential in the message or stack (a URL in it) redacted. */
+export function serializeError(err: unknown): unknown {
+  const out = pino.stdSerializers.err(err as Error) as unknown as Record<string, unknown>
+  if (typeof out !== 'object' || out === null) return out
+  for (const field of ['message', 'stack'])
+    if (typeof out[field] === 'string') out[field] = redactText(out[field])
+  return out
 }
