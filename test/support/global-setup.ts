@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestProject } from 'vitest/node'
+import { secretsIn } from './secret-spellings.js'
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -12,7 +13,8 @@ declare module 'vitest' {
 
 /**
  * A suite-wide audit: every gateway log line written in any test file, checked at the end against
- * every key, token and secret any test file made. One secret in one line fails the run.
+ * every key, token and secret any test file made, in every spelling (plain, percent-encoded in any
+ * mix, base64, hex). One secret in one line fails the run.
  */
 export default function setup(project: TestProject) {
   const dir = mkdtempSync(join(tmpdir(), 'igw-audit-'))
@@ -26,7 +28,7 @@ export default function setup(project: TestProject) {
     const secrets = new Set(read('secrets-'))
     const lines = read('logs-')
     rmSync(dir, { recursive: true, force: true })
-    const leaked = [...secrets].filter((secret) => lines.some((line) => line.includes(secret)))
+    const leaked = secretsIn(lines, secrets)
     if (leaked.length > 0)
       throw new Error(`${leaked.length} secret(s) appeared in gateway log lines across the suite`)
     if (secrets.size === 0 || lines.length === 0) {

@@ -4,11 +4,11 @@ import { join } from 'node:path'
 import { inject } from 'vitest'
 import { Writable } from 'node:stream'
 import type { MiddlewareHandler } from 'hono'
-import pino from 'pino'
 import { Registry } from 'prom-client'
 import { configSchema, type GatewayConfig } from '../../src/config/schema.js'
 import type { Env } from '../../src/env.js'
 import { startGateway, type Gateway } from '../../src/gateway.js'
+import { createLogger } from '../../src/observability/logging.js'
 import { startFakeImmich, type FakeImmich } from '../fake-immich/server.js'
 
 /** Every log line any test gateway of this file wrote, so a file can assert no secret was logged. */
@@ -52,7 +52,8 @@ export async function startStack(
       done()
     },
   })
-  const logger = pino({ level: 'info' }, sink)
+  // The production logger (its redaction and serializers), writing to the capture.
+  const logger = createLogger('info', sink)
   const gateway = await startGateway(config, {
     logger,
     registry: new Registry(),

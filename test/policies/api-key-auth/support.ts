@@ -6,6 +6,7 @@ import { stringify } from 'yaml'
 import { keyHash } from '../../../src/auth/hash.js'
 import { generateKey } from '../../../src/auth/keygen.js'
 import { writeFileAtomic, type ClientEntry } from '../../../src/auth/keys-file.js'
+import { secretsIn } from '../../support/secret-spellings.js'
 import { auditSecret, capturedLogLines } from '../../support/stack.js'
 
 /** Env vars holding the fake Immich's keys: what the gateway injects upstream in these tests. */
@@ -24,9 +25,9 @@ export function remember<T extends string>(secret: T): T {
   return secret
 }
 
-/** The secrets found in any log line captured so far in this test file. */
+/** The secrets found, in any spelling, in any log line captured so far in this test file. */
 export function leakedSecrets(lines: readonly string[] = capturedLogLines): string[] {
-  return [...secrets].filter((secret) => lines.some((line) => line.includes(secret)))
+  return secretsIn(lines, secrets)
 }
 
 export function tempDir(prefix = 'igw-keys-'): string {
