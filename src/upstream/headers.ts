@@ -19,6 +19,13 @@ const HOP_BY_HOP = new Set([
   'http2-settings',
 ])
 
+/**
+ * Method-override headers: some frameworks let them turn the request's method into another one. Immich
+ * honours none today; dropped anyway, so a release that did could not turn a GET the scopes allowed
+ * into a DELETE they would have refused.
+ */
+const METHOD_OVERRIDE = new Set(['x-http-method-override', 'x-http-method', 'x-method-override'])
+
 /** Header names a `Connection` header lists are hop-by-hop for this message too. */
 function connectionListed(value: string | string[] | undefined): Set<string> | undefined {
   if (!value) return undefined
@@ -36,11 +43,14 @@ function connectionListed(value: string | string[] | undefined): Set<string> | u
 
 function isHopByHop(name: string, listed: Set<string> | undefined): boolean {
   return (
-    HOP_BY_HOP.has(name) || name.startsWith('proxy-') || (listed !== undefined && listed.has(name))
+    HOP_BY_HOP.has(name) ||
+    name.startsWith('proxy-') ||
+    METHOD_OVERRIDE.has(name) ||
+    (listed !== undefined && listed.has(name))
   )
 }
 
-/** Copy of the headers with hop-by-hop ones removed (request or response direction). */
+/** Copy of the headers with hop-by-hop and method-override ones removed (request or response direction). */
 export function endToEndHeaders(
   headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>
 ): Record<string, string | string[]> {
