@@ -6,6 +6,22 @@ export function normalizeIp(address: string | undefined): string {
   return address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address
 }
 
+/**
+ * Why `entry` is not an address or a CIDR range (`10.0.0.0/8`, `fd00::/8`, `127.0.0.1`), or undefined
+ * when it is one. The config schema and AddressSet judge entries by this one function.
+ */
+export function addressEntryProblem(entry: string): string | undefined {
+  const slash = entry.indexOf('/')
+  const address = slash === -1 ? entry : entry.slice(0, slash)
+  const family = isIP(address)
+  if (family === 0) return `"${entry}" is not an IP address or CIDR`
+  if (slash === -1) return undefined
+  const prefix = entry.slice(slash + 1)
+  if (!/^\d{1,3}$/.test(prefix) || Number(prefix) > (family === 4 ? 32 : 128))
+    return `"${entry}" has a bad prefix length (0-${family === 4 ? 32 : 128})`
+  return undefined
+}
+
 /** A set of addresses and CIDR ranges, built once. Throws on a malformed entry (config errors name it). */
 export class AddressSet {
   private readonly list = new BlockList()
@@ -14,18 +30,12 @@ export class AddressSet {
   constructor(entries: readonly string[]) {
     this.empty = entries.length === 0
     for (const entry of entries) {
+      const problem = addressEntryProblem(entry)
+      if (problem !== undefined) throw new Error(problem)
       const [address = '', prefix] = entry.split('/')
-      const family = isIP(address)
-      if (family === 0) throw new Error(`"${entry}" is not an IP address or CIDR`)
-      const type = family === 4 ? 'ipv4' : 'ipv6'
-      if (prefix === undefined) {
-        this.list.addAddress(address, type)
-        continue
-      }
-      const bits = Number(prefix)
-      if (!/^\d+$/.test(prefix) || bits > (family === 4 ? 32 : 128))
-        throw new Error(`"${entry}" has a bad prefix length`)
-      this.list.addSubnet(address, bits, type)
+      const type = isIP(address) === 4 ? 'ipv4' : 'ipv6'
+      if (prefix === undefined) this.list.addAddress(address, type)
+      else this.list.addSubnet(address, Number(prefix), type)
     }
   }
 

@@ -36,7 +36,7 @@ const issuerSchema = z
       .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
       .describe('Accepted `aud` value(s): the token must name one of them.'),
     jwksUri: z
-      .url()
+      .url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' })
       .optional()
       .describe(
         'JWKS endpoint of the issuer (cached; refetched when a token names an unknown `kid`).'

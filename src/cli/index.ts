@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util'
 import { ConfigError, loadConfig } from '../config/load.js'
 import { writeRouteTable } from '../routing/generate-routes.js'
 import { DEFAULT_ROUTES_FILE } from '../gateway.js'
-import { validatePolicyOptions } from '../../policies/index.js'
+import { checkConfig } from '../config/check.js'
 
 /** A CLI command: receives the words after its name; returns the exit code. */
 export type Command = (args: string[]) => Promise<number> | number
@@ -43,9 +43,9 @@ const commands: Record<string, Command> = {
     process.stdout.write(`updated ${writeConfigDocs().join(', ')}\n`)
     return 0
   },
-  'config check': () => {
+  'config check': async () => {
     const config = loadConfig()
-    validatePolicyOptions(config)
+    await checkConfig(config)
     process.stdout.write(
       `configuration ok (upstream ${config.upstream.url}, port ${config.server.port})\n`
     )

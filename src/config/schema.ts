@@ -1,4 +1,6 @@
+import { isIP } from 'node:net'
 import { z } from 'zod'
+import { addressEntryProblem } from '../net.js'
 
 const seconds = (def: number, what: string) =>
   z
@@ -8,7 +10,10 @@ const seconds = (def: number, what: string) =>
     .default(def)
     .describe(what)
 
-/** An http(s) URL with no path beyond `/`: Immich must be served at the root of its host. */
+/**
+ * An http(s) URL with no path beyond `/`, no query and no user:password: Immich must be served at the
+ * root of its host, and the URL is logged at start.
+ */
 const upstreamUrl = z
   .string()
   .url('expected an http(s) URL like http://immich-server:2283')
@@ -16,10 +21,37 @@ const upstreamUrl = z
     (u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol),
     'expected an http:// or https:// URL'
   )
+  .refine((u) => {
+    if (!URL.canParse(u)) return true
+    const url = new URL(u)
+    return url.pathname === '/' && !url.search && !url.hash
+  }, 'expected no path, query or fragment: Immich is served at the root of its host (http://immich-server:2283)')
+  .refine((u) => {
+    if (!URL.canParse(u)) return true
+    const url = new URL(u)
+    return !url.username && !url.password
+  }, 'expected no user:password in the URL (the gateway authenticates to Immich with API keys)')
+
+/** A list of IP addresses and CIDR ranges; each bad entry is named with its index. */
+const addressList = z.array(
+  z.string().superRefine((entry, ctx) => {
+    const problem = addressEntryProblem(entry)
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem })
+  })
+)
+
+const HOSTNAME =
+  /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$/
+
+/** An address to listen on: an IP address or a host name (resolved by the listener). */
+const listenHost = z
+  .string()
+  .min(1)
+  .refine((h) => isIP(h) !== 0 || HOSTNAME.test(h), 'expected an IP address or a host name')
 
 export const serverSchema = z
   .object({
-    host: z.string().min(1).default('0.0.0.0').describe('Address to listen on (env HOST).'),
+    host: listenHost.default('0.0.0.0').describe('Address to listen on (env HOST).'),
     port: z
       .number()
       .int()
@@ -27,8 +59,7 @@ export const serverSchema = z
       .max(65535)
       .default(8080)
       .describe('Port to listen on (env PORT).'),
-    trustedProxies: z
-      .array(z.string())
+    trustedProxies: addressList
       .default([])
       .describe(
         'CIDRs or addresses of proxies in front of the gateway whose X-Forwarded-For is believed.'
@@ -109,8 +140,7 @@ export const metricsSchema = z
       .max(65535)
       .optional()
       .describe('Serve /metrics on its own listener at this port (env METRICS_PORT).'),
-    host: z
-      .string()
+    host: listenHost
       .default('127.0.0.1')
       .describe(
         'Address of the metrics listener; loopback by default so it is never public by accident.'
@@ -144,7 +174,11 @@ export const configSchema = z
       .object({
         url: z
           .string()
-          .url()
+          .url('expected a URL like redis://redis:6379')
+          .refine(
+            (u) => URL.canParse(u) && /^rediss?:$/.test(new URL(u).protocol),
+            'expected a redis:// or rediss:// URL'
+          )
           .optional()
           .describe('Redis for shared limits and cache (env REDIS_URL); unset → in memory.'),
       })
