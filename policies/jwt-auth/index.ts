@@ -1,7 +1,6 @@
 import { createPublicKey, type KeyObject } from 'node:crypto'
 import type { Context, Next } from 'hono'
 import {
-  createRemoteJWKSet,
   decodeJwt,
   errors as joseErrors,
   jwtVerify,
@@ -26,6 +25,8 @@ import {
 } from '../../src/auth/scopes.js'
 import { definePolicy } from '../types.js'
 import { jwtAuthOptions, type JwtIssuerOptions } from './schema.js'
+import { observedRemoteJwks } from './jwks.js'
+import type { Deps } from '../../src/deps.js'
 
 /** Three base64url parts: what jwt-auth claims. An opaque Immich session token never looks like this. */
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
@@ -66,7 +67,12 @@ function stringList(value: unknown): string[] {
 }
 
 /** Everything checkable is checked here, once: env vars, keys, scopes. Errors name the field. */
-function buildIssuer(options: JwtIssuerOptions, index: number, resolver: ScopeResolver): Issuer {
+function buildIssuer(
+  options: JwtIssuerOptions,
+  index: number,
+  resolver: ScopeResolver,
+  deps: Pick<Deps, 'metrics' | 'logger'>
+): Issuer {
   const where = `policies.jwt-auth.issuers[${index}] (${options.name})`
   const env = (name: string, field: string): string => {
     const value = process.env[name]
@@ -89,10 +95,14 @@ function buildIssuer(options: JwtIssuerOptions, index: number, resolver: ScopeRe
   let algorithms: string[]
   if (options.jwksUri) {
     algorithms = options.algorithms ?? ['RS256', 'ES256']
-    key = createRemoteJWKSet(new URL(options.jwksUri), {
-      cacheMaxAge: options.jwksCacheSeconds * 1000,
-      cooldownDuration: options.jwksCooldownSeconds * 1000,
-      timeoutDuration: 5000,
+    key = observedRemoteJwks({
+      issuer: options.name,
+      uri: options.jwksUri,
+      cacheMaxAgeMs: options.jwksCacheSeconds * 1000,
+      cooldownMs: options.jwksCooldownSeconds * 1000,
+      timeoutMs: options.jwksTimeoutMs,
+      metrics: deps.metrics,
+      logger: deps.logger,
     })
   } else if (options.publicKeyEnv) {
     algorithms = options.algorithms ?? ['RS256', 'ES256']
@@ -212,7 +222,9 @@ export const jwtAuth = definePolicy({
         throw new ConfigError(`policies.jwt-auth.presetsFile: ${err.message}`)
       throw err
     }
-    const issuers = new Map(options.issuers.map((o, i) => [o.issuer, buildIssuer(o, i, resolver)]))
+    const issuers = new Map(
+      options.issuers.map((o, i) => [o.issuer, buildIssuer(o, i, resolver, deps)])
+    )
 
     const invalid = (c: Context<Env>, code: string) => {
       c.get('notes').jwt = code

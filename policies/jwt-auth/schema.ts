@@ -68,6 +68,15 @@ const issuerSchema = z
       .max(86_400)
       .default(600)
       .describe('How long fetched JWKS keys are trusted before a refetch.'),
+    jwksTimeoutMs: z
+      .number()
+      .int()
+      .min(100)
+      .max(60_000)
+      .default(5000)
+      .describe(
+        'A JWKS fetch that has not completed within this time fails (counted and logged as `timeout`).'
+      ),
     jwksCooldownSeconds: z
       .number()
       .int()

@@ -37,6 +37,7 @@ export class Metrics {
   readonly websocketConnections: Counter<'client' | 'outcome'>
   readonly connectionsRefused: Counter<'reason'>
   readonly authFailures: Counter<'reason'>
+  readonly jwksFailures: Counter<'issuer' | 'kind'>
   readonly rateLimited: Counter<'class' | 'client'>
   readonly rateLimitStoreErrors: Counter<'store'>
   readonly rateLimitInsurance: Gauge
@@ -120,6 +121,12 @@ export class Metrics {
       name: 'immich_gateway_auth_failures_total',
       help: 'Requests refused by authentication or authorization, by reason.',
       labelNames: ['reason'],
+      registers: r,
+    })
+    this.jwksFailures = new Counter({
+      name: 'immich_gateway_jwks_failures_total',
+      help: "Failed fetches of an issuer's JWKS, by issuer and kind (unreachable, timeout, status, invalid).",
+      labelNames: ['issuer', 'kind'],
       registers: r,
     })
     this.rateLimited = new Counter({
