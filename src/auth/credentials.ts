@@ -166,13 +166,23 @@ function removeQueryParams(url: string, names: ReadonlySet<string>): string {
   return rest === '' ? url.slice(0, q) : `${url.slice(0, q)}?${rest}`
 }
 
+/** `%XX` escapes decoded one by one (latin1), malformed ones left as they are. */
+function decodeEscapes(text: string): string {
+  return text.replace(/%([0-9a-f]{2})/gi, (_, hex: string) =>
+    String.fromCharCode(parseInt(hex, 16))
+  )
+}
+
 /** Every `%XX` decoded, up to 4 times over (`%2561` → `%61` → `a`), malformed escapes left as they are. */
 export function deepDecode(text: string): string {
-  let out = text.replace(/\+/g, ' ')
+  let out = text.indexOf('+') === -1 ? text : text.replace(/\+/g, ' ')
   for (let round = 0; round < 4 && out.indexOf('%') !== -1; round++) {
-    const next = out.replace(/%([0-9a-f]{2})/gi, (_, hex: string) =>
-      String.fromCharCode(parseInt(hex, 16))
-    )
+    let next: string
+    try {
+      next = decodeURIComponent(out)
+    } catch {
+      next = decodeEscapes(out)
+    }
     if (next === out) break
     out = next
   }

@@ -27,15 +27,30 @@ const HOLDS_SECRET = new RegExp(
   'i'
 )
 
-/** Could `lower` (a lower-cased URL) hold a secret in any spelling? Settles most URLs without splitting. */
-function mayHoldSecret(lower: string): boolean {
-  if (lower.indexOf('%') !== -1 || lower.indexOf(GATEWAY_KEY_PREFIX) !== -1) return true
-  for (const name of SECRET_NAMES) if (lower.indexOf(name) !== -1) return true
-  return false
+/**
+ * Every secret name contains one of these (`apikey`, `sessionkey` and `x-api-key` hold `key`...): a
+ * text without any of them, percent-decoded, holds no secret. Settles nearly every URL with one test.
+ */
+const SECRET_HINT = new RegExp(`key|slug|token|password|${GATEWAY_KEY_PREFIX}`, 'i')
+for (const name of SECRET_NAMES)
+  if (!SECRET_HINT.test(name)) throw new Error(`SECRET_HINT misses ${name}`)
+
+/** A percent-escape of a letter, `_` or `%`: only these can hide a SECRET_HINT (`%4Bey`, `%2561`). */
+const HIDING_ESCAPE = /%(?:[46][1-9a-f]|[57][0-9a]|5f|25)/i
+
+/**
+ * Could `text` hold a secret in any spelling? Escapes of other characters (`%2B`, `%3D`, `%3A`, what
+ * base64 checksums and timestamps in Immich URLs carry) cannot spell a name, so such a URL is settled
+ * without decoding. Decoding is local: a piece's decoded text is part of the whole's.
+ */
+function mayHoldSecret(text: string): boolean {
+  if (SECRET_HINT.test(text)) return true
+  return HIDING_ESCAPE.test(text) && SECRET_HINT.test(deepDecode(text))
 }
 
 /** One piece of a URL (between `/ ? & ; #`) as it may be logged. */
 function redactPiece(piece: string): string {
+  if (!mayHoldSecret(piece)) return piece
   const eq = piece.indexOf('=')
   // The same recognition as authentication and stripping: decoded name, `[]` dropped, any case.
   if (SECRET_NAMES.has(credentialParamName(piece)))
@@ -50,6 +65,20 @@ function redactPiece(piece: string): string {
     : `${piece.slice(0, eq + 1)}${REDACTED}`
 }
 
+/** The query of `url` from `start`, each `&`/`;`-separated piece through redactPiece. */
+function redactQuery(url: string, start: number): string {
+  let out = ''
+  let from = start
+  while (from <= url.length) {
+    let end = from
+    while (end < url.length && url.charCodeAt(end) !== 0x26 && url.charCodeAt(end) !== 0x3b) end++
+    out += redactPiece(url.slice(from, end))
+    if (end < url.length) out += url[end]
+    from = end + 1
+  }
+  return out
+}
+
 /**
  * The URL (path and query) as it may be logged: every query piece authentication would read as a
  * credential (credentialParamName: `api%4Bey=`, `apiKey[]=`, `;apiKey=`...), and every piece that
@@ -58,10 +87,11 @@ function redactPiece(piece: string): string {
  * one, the rest of the path is redacted too (a credential may contain `/`).
  */
 export function redactUrl(url: string): string {
-  if (!mayHoldSecret(url.toLowerCase())) return url
+  if (!mayHoldSecret(url)) return url
   const q = url.indexOf('?')
   const path = q === -1 ? url : url.slice(0, q)
-  const query = q === -1 ? '' : url.slice(q + 1).replace(/[^&;]+/g, redactPiece)
+  const query = q === -1 ? '' : redactQuery(url, q + 1)
+  if (!mayHoldSecret(path)) return q === -1 ? url : `${path}?${query}`
   let out = ''
   for (const part of path.split(/([/;])/)) {
     const redacted = part === '/' || part === ';' ? part : redactPiece(part)
@@ -73,7 +103,7 @@ export function redactUrl(url: string): string {
 
 /** Free text (an error message or stack) as it may be logged: every URL-like run in it redacted. */
 export function redactText(text: string): string {
-  if (!mayHoldSecret(text.toLowerCase())) return text
+  if (!mayHoldSecret(text)) return text
   return text.replace(/[^\s'"`<>()]+/g, redactUrl)
 }
 
