@@ -192,12 +192,16 @@ export function deepDecode(text: string): string {
 /** A gateway key anywhere in a text: `igw_` and 43 base64url characters. */
 const GATEWAY_KEY_INSIDE = new RegExp(`${GATEWAY_KEY_PREFIX}[A-Za-z0-9_-]{43}`)
 
+/** A percent-escape that can hide the `igw_` prefix: of `i`, `g`, `w`, `_`, or of `%` itself. */
+const PREFIX_ESCAPE = /%(?:69|67|77|5f|25)/i
+
 /**
  * Does `url` hold a gateway key anywhere (a path segment, a parameter's value, a name), in any
- * percent-encoding? Such a URL must never reach Immich, whose logs would keep it.
+ * percent-encoding? Such a URL must never reach Immich, whose logs would keep it. Settled without
+ * decoding unless the prefix is there or one of its characters is escaped.
  */
 export function holdsGatewayKey(url: string): boolean {
-  if (url.indexOf('%') === -1 && url.indexOf(GATEWAY_KEY_PREFIX) === -1) return false
+  if (url.indexOf(GATEWAY_KEY_PREFIX) === -1 && !PREFIX_ESCAPE.test(url)) return false
   return GATEWAY_KEY_INSIDE.test(deepDecode(url))
 }
 
