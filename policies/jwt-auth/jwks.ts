@@ -4,12 +4,12 @@ import type { Metrics } from '../../src/observability/metrics.js'
 import { redactUrl } from '../../src/observability/logging.js'
 
 /** Why a JWKS fetch failed: a bounded label for the metric and the log. */
-export type JwksFailure = 'unreachable' | 'timeout' | 'status' | 'invalid'
+type JwksFailure = 'unreachable' | 'timeout' | 'status' | 'invalid'
 
 /** At most one log line per issuer and failure kind in this time; the metric counts every failure. */
-export const JWKS_LOG_INTERVAL_MS = 60_000
+const JWKS_LOG_INTERVAL_MS = 60_000
 
-export interface JwksOptions {
+interface JwksOptions {
   issuer: string
   uri: string
   cacheMaxAgeMs: number
