@@ -8,8 +8,8 @@ const HOST = /^(\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9.-]+)(:\d{1,5})?$/
 export interface PlainListenerOptions {
   host: string
   port: number
-  /** Port written in the https Location; 443 is left out. */
-  httpsPort: number
+  /** Port written in the https Location (asked per request: the main port may be known only later). */
+  httpsPort: () => number
   /** The key authorization for an ACME HTTP-01 token, when one is being validated. */
   challenge?: (token: string) => string | undefined
 }
@@ -22,7 +22,6 @@ export interface PlainListener {
 
 /** The plain HTTP listener: answers ACME HTTP-01 challenges, 301-redirects everything else to https. */
 export async function startPlainListener(options: PlainListenerOptions): Promise<PlainListener> {
-  const suffix = options.httpsPort === 443 ? '' : `:${options.httpsPort}`
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const path = req.url ?? '/'
     if (path.startsWith(CHALLENGE_PREFIX)) {
@@ -41,6 +40,8 @@ export async function startPlainListener(options: PlainListenerOptions): Promise
       res.end('Bad request')
       return
     }
+    const port = options.httpsPort()
+    const suffix = port === 443 ? '' : `:${port}`
     res.writeHead(301, { location: `https://${host[1]}${suffix}${path}`, 'content-length': 0 })
     res.end()
   }

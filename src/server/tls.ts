@@ -6,7 +6,7 @@ import {
 } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import { createSecureServer, type Http2Session } from 'node:http2'
-import type { Server as NetServer, Socket } from 'node:net'
+import type { AddressInfo, Server as NetServer, Socket } from 'node:net'
 import { X509Certificate } from 'node:crypto'
 import {
   createSecureContext,
@@ -106,12 +106,14 @@ export async function mainServerFactory(
     metrics.expiry.set(expiryOf(pair.cert))
   }
 
+  let server: MainServer | undefined
   let plain: PlainListener | undefined
   if (tls.httpPort !== undefined) {
     plain = await startPlainListener({
       host: tls.httpHost ?? config.server.host,
       port: tls.httpPort,
-      httpsPort: tls.redirectPort ?? config.server.port,
+      httpsPort: () =>
+        tls.redirectPort ?? ((server?.address() as AddressInfo | null)?.port || config.server.port),
       challenge: acmeManager && ((token) => acmeManager.challengeResponse(token)),
     })
   }
@@ -132,7 +134,6 @@ export async function mainServerFactory(
     ...(tls.http2 ? { allowHTTP1: true } : {}),
   }
 
-  let server: MainServer | undefined
   const sessions = new Set<Http2Session>()
   const h1Sockets = new Set<Socket>()
   const stopWatching: (() => void)[] = []
