@@ -1,4 +1,5 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
+import type { Http2ServerRequest } from 'node:http2'
 import type { Context } from 'hono'
 import { Agent, type Dispatcher } from 'undici'
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
@@ -84,9 +85,14 @@ function expectsContinue(req: IncomingMessage): boolean {
   return typeof expect === 'string' && expect.toLowerCase() === '100-continue'
 }
 
-/** Has the request a body to stream? (RFC 9112 §6.3: Content-Length or Transfer-Encoding says so.) */
+/**
+ * Has the request a body to stream? HTTP/1.1: Content-Length or Transfer-Encoding says so (RFC 9112
+ * §6.3). HTTP/2: any request whose HEADERS frame did not end the stream (a length is optional there).
+ */
 function hasBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length']
+  if (req.httpVersionMajor === 2)
+    return length !== '0' && !(req as unknown as Http2ServerRequest).stream.endAfterHeaders
   return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined
 }
 
