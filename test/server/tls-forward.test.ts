@@ -157,6 +157,21 @@ describe.each(clients)('forwarding over %s', (label, make) => {
     expect((await call('/api/server/ping')).status).toBe(200)
   })
 
+  it('serves a thumbnail from the cache (a prebuilt head) like Immich would', async () => {
+    const id = h2 ? '5f0b8a9e-1c2d-4e3f-8a9b-0c1d2e3f4a5b' : '6f0b8a9e-1c2d-4e3f-8a9b-0c1d2e3f4a5b'
+    const path = `/api/assets/${id}/thumbnail?size=thumbnail`
+    const miss = await call(path, { headers: ADMIN })
+    expect(miss.status).toBe(200)
+    expect(miss.headers['x-cache']).toBe('MISS')
+    // Stored on the second request (minUses 2), served from memory from the third.
+    expect((await call(path, { headers: ADMIN })).headers['x-cache']).toBe('MISS')
+    const hit = await call(path, { headers: ADMIN })
+    expect(hit.status).toBe(200)
+    expect(hit.headers['x-cache']).toBe('HIT')
+    expect(hit.body.equals(miss.body)).toBe(true)
+    expect(hit.headers['content-type']).toBe(miss.headers['content-type'])
+  })
+
   it('counts the requests in the metrics', async () => {
     const text = await stack.gateway.deps.metrics.registry.metrics()
     expect(text).toMatch(
