@@ -258,3 +258,36 @@ describe('server.tls configuration', () => {
     )
   })
 })
+
+describe('shutdown over HTTP/2', () => {
+  it('drains: a download in flight finishes, idle sessions are told GOAWAY, close resolves', async () => {
+    const ca = makeCa()
+    const leaf = makeLeaf(ca, 'drain')
+    const stack = await startStack({
+      server: { tls: { certFile: leaf.certFile, keyFile: leaf.keyFile } },
+    })
+    stack.immich.setAssetSize('drain-1', 256 * 1024)
+    const busy = await h2session(stack.url, ca.pem)
+    const idle = await h2session(stack.url, ca.pem)
+    try {
+      const goaway = new Promise<void>((resolve) => idle.once('goaway', () => resolve()))
+      // 16 KiB every 50 ms: under a second in all, still running when the shutdown starts.
+      const download = h2request(busy, '/api/assets/drain-1/video/playback?slow=1', {
+        headers: { 'x-api-key': 'fake-admin-key' },
+      })
+      await sleep(150)
+      const started = Date.now()
+      const closed = stack.close()
+      const res = await download
+      expect(res.status).toBe(200)
+      expect(res.body.length).toBe(256 * 1024)
+      await goaway
+      await closed
+      // Well before the grace period (2 s in test stacks) would cut connections.
+      expect(Date.now() - started).toBeLessThan(1800)
+    } finally {
+      busy.destroy()
+      idle.destroy()
+    }
+  })
+})
