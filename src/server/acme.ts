@@ -47,10 +47,10 @@ export class AcmeManager {
       key: join(dir, `${name}.key.pem`),
       cert: join(dir, `${name}.crt.pem`),
     }
-    if (config.caFile) {
-      // acme-client's own axios instance only: nothing else in the process trusts this CA.
-      acme.axios.defaults.httpsAgent = new Agent({ ca: readFileSync(config.caFile) })
-    }
+    // acme-client's own axios instance only: nothing else in the process trusts this CA.
+    acme.axios.defaults.httpsAgent = config.caFile
+      ? new Agent({ ca: readFileSync(config.caFile) })
+      : undefined
   }
 
   /** The key authorization for an HTTP-01 token being validated now, if any. */

@@ -195,6 +195,43 @@ describe('over TLS', () => {
     }
   })
 
+  it('a stream reset mid-download or mid-upload aborts the upstream request; the session lives on', async () => {
+    stack.immich.clearRequests()
+    const download = session.request({
+      ':path': '/api/assets/slow-h2/video/playback?slow=1',
+      ...ADMIN,
+    })
+    await new Promise((resolve) => download.once('data', resolve))
+    download.close(0x8) // RST_STREAM CANCEL
+    await expect
+      .poll(() => stack.immich.requests.find((r) => r.url.includes('slow-h2'))?.aborted, {
+        timeout: 5000,
+      })
+      .toBe(true)
+
+    const upload = session.request({
+      ':method': 'POST',
+      ':path': '/api/assets',
+      'content-type': 'multipart/form-data; boundary=x',
+      ...ADMIN,
+    })
+    upload.on('error', () => {})
+    upload.write(Buffer.alloc(256 * 1024, 1))
+    await expect
+      .poll(() => stack.immich.requestsTo('/api/assets', 'POST').at(-1)?.bodyBytes ?? 0, {
+        timeout: 5000,
+      })
+      .toBeGreaterThan(0)
+    // RST_STREAM without END_STREAM (close() would end the body first): the upload is cut short.
+    upload.destroy()
+    await expect
+      .poll(() => stack.immich.requestsTo('/api/assets', 'POST').at(-1)?.aborted, {
+        timeout: 5000,
+      })
+      .toBe(true)
+    expect((await h2request(session, '/api/server/ping')).status).toBe(200)
+  })
+
   it('relays socket.io over a websocket upgraded on HTTP/1.1 on the TLS port', async () => {
     const socket = ioClient(stack.url, {
       path: '/api/socket.io',
