@@ -299,7 +299,7 @@ async function h2Session(
       session.close()
     } catch (err) {
       if (Date.now() > deadline)
-        throw new Error(`gateway not up over h2: ${String(err)}\n${tail()}`)
+        throw new Error(`gateway not up over h2:\n${tail()}`, { cause: err })
     }
     await new Promise((r) => setTimeout(r, 100))
   }
