@@ -181,6 +181,27 @@ describe.each(clients)('forwarding over %s', (label, make) => {
 })
 
 describe('over TLS', () => {
+  it('the web app over h2: page, script, login, then the API with the session cookie', async () => {
+    const page = await h2request(session, '/photos', { headers: { accept: 'text/html' } })
+    expect(page.status).toBe(200)
+    expect(page.headers['content-type']).toBe('text/html; charset=utf-8')
+    expect(page.body.toString()).toContain('/_app/immutable/entry/start.js')
+    const script = await h2request(session, '/_app/immutable/entry/start.js')
+    expect(script.status).toBe(200)
+    expect(script.headers['cache-control']).toBe('public, max-age=31536000, immutable')
+
+    const login = await h2request(session, '/api/auth/login', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: Buffer.from(JSON.stringify({ email: 'admin@example.com', password: 'password' })),
+    })
+    expect(login.status).toBe(201)
+    const cookie = (login.headers['set-cookie'] as string[]).map((c) => c.split(';')[0]).join('; ')
+    const me = await h2request(session, '/api/users/me', { headers: { cookie } })
+    expect(me.status).toBe(200)
+    expect(JSON.parse(me.body.toString())).toMatchObject({ email: 'admin@example.com' })
+  })
+
   it('HTTP/2 streams share one connection (several requests in flight at once)', async () => {
     const answers = await Promise.all(
       Array.from({ length: 8 }, (_, i) =>
