@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { connect as tlsConnect } from 'node:tls'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { describeIssues } from '../../src/config/load.js'
+import { ConfigError, describeIssues, loadConfig } from '../../src/config/load.js'
 import { configSchema } from '../../src/config/schema.js'
 import { freePort } from '../support/http.js'
 import { startStack, type Stack } from '../support/stack.js'
@@ -230,6 +230,19 @@ describe('server.tls configuration', () => {
     )
     expect(parse({ certFile: leaf.certFile, keyFile: join(ca.dir, 'nope.key') })).toBe(
       'server.tls.keyFile: file does not exist or is not readable'
+    )
+  })
+
+  it('loadConfig (startup and `config check`) fails with a ConfigError naming the field', () => {
+    const ca = makeCa()
+    const file = join(ca.dir, 'gateway.yaml')
+    writeFileSync(
+      file,
+      `server:\n  tls:\n    certFile: ${ca.dir}/missing.pem\n    keyFile: ${ca.keyFile}\n`
+    )
+    expect(() => loadConfig({ GATEWAY_CONFIG: file })).toThrow(ConfigError)
+    expect(() => loadConfig({ GATEWAY_CONFIG: file })).toThrow(
+      'server.tls.certFile: file does not exist or is not readable'
     )
   })
 
