@@ -2,14 +2,17 @@
 // samples the gateway's RSS every 100 ms: peak RSS, throughput, and the upstream's byte count and
 // sha1 against what was sent. The body is generated on the fly and never held in memory.
 //
-//   npx tsx bench/upload-memory.ts [--size-mib 2048] [--legacy] [--policies default|bare] [--no-build]
+//   npx tsx bench/upload-memory.ts [--size-mib 2048] [--legacy] [--h2] [--policies default|bare] [--no-build]
 //                                  [--node-arg=--max-semi-space-size=4]
+//   --h2: over HTTPS + HTTP/2 (server.tls with a certificate made here by openssl; 1 GiB unless
+//         --size-mib): the request body has no Content-Length, as h2 clients often send it.
 //   --legacy: 1 GiB (unless --size-mib) through the old `POST /api/asset/upload` with an old minimal
 //             form (assetData only); skipped when the legacy-routes policy is not registered.
-import { spawnSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
+import http2 from 'node:http2'
 import { cpus, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -23,6 +26,7 @@ const { values: args } = parseArgs({
   options: {
     'size-mib': { type: 'string' },
     legacy: { type: 'boolean', default: false },
+    h2: { type: 'boolean', default: false },
     'no-build': { type: 'boolean', default: false },
     'rss-limit-mb': { type: 'string', default: '150' },
     /** `default`: every registered policy with its default options (what `npm start` runs); `bare`: all off. */
@@ -32,7 +36,8 @@ const { values: args } = parseArgs({
   },
 })
 const LEGACY = args.legacy
-const SIZE = Number(args['size-mib'] ?? (LEGACY ? 1024 : 2048)) * 1024 * 1024
+const H2 = args.h2
+const SIZE = Number(args['size-mib'] ?? (LEGACY || H2 ? 1024 : 2048)) * 1024 * 1024
 const RSS_LIMIT = Number(args['rss-limit-mb']) * 1e6
 const TWO_CPUS = cpus().length >= 2
 const CHUNK = 64 * 1024
@@ -81,7 +86,37 @@ async function main(): Promise<void> {
   const policies = bare
     ? Object.fromEntries(registered.map((n) => [n, n === 'legacy-routes' && LEGACY ? {} : false]))
     : {}
-  writeFileSync(config, JSON.stringify({ policies }))
+  let ca = ''
+  let server = {}
+  if (H2) {
+    // A throw-away certificate for 127.0.0.1, made with openssl like the TLS tests do.
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost,IP:127.0.0.1',
+      ],
+      { stdio: 'ignore' }
+    )
+    ca = readFileSync(join(dir, 'cert.pem'), 'utf8')
+    server = { tls: { certFile: join(dir, 'cert.pem'), keyFile: join(dir, 'key.pem') } }
+  }
+  writeFileSync(config, JSON.stringify({ server, policies }))
   const port = await freePort()
   const gateway = start(
     'gateway',
@@ -101,7 +136,8 @@ async function main(): Promise<void> {
     }
   )
   try {
-    await waitForHttp(gateway, `http://127.0.0.1:${port}/healthz`)
+    const session = H2 ? await h2Session(`https://127.0.0.1:${port}`, ca, gateway.tail) : undefined
+    if (!H2) await waitForHttp(gateway, `http://127.0.0.1:${port}/healthz`)
     const idleRss = rssBytes(gateway.pid)
     let peak = idleRss
     const samples: number[] = []
@@ -115,27 +151,38 @@ async function main(): Promise<void> {
     const fileHash = createHash('sha1')
     const started = performance.now()
     const path = LEGACY ? '/api/asset/upload' : '/api/assets'
+    const headers = {
+      'x-api-key': 'fake-admin-key',
+      'content-type': `multipart/form-data; boundary=${BOUNDARY}`,
+    }
     const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = http.request(
-        {
-          host: '127.0.0.1',
-          port,
-          method: 'POST',
-          path,
-          headers: {
-            'x-api-key': 'fake-admin-key',
-            'content-type': `multipart/form-data; boundary=${BOUNDARY}`,
-            'content-length': head.length + SIZE + tail.length,
-          },
-        },
-        (res) => {
-          let body = ''
-          res.setEncoding('utf8')
-          res.on('data', (d: string) => (body += d))
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
-        }
-      )
-      req.on('error', reject)
+      let body = ''
+      let status = 0
+      const req = session
+        ? session.request({ ':method': 'POST', ':path': path, ...headers })
+        : http.request(
+            {
+              host: '127.0.0.1',
+              port,
+              method: 'POST',
+              path,
+              headers: { ...headers, 'content-length': head.length + SIZE + tail.length },
+            },
+            (res) => {
+              status = res.statusCode ?? 0
+              res.setEncoding('utf8')
+              res.on('data', (d: string) => (body += d))
+              res.on('end', () => resolve({ status, body }))
+            }
+          )
+      if (req instanceof http.ClientRequest) req.on('error', reject)
+      else {
+        req.on('response', (h) => (status = Number(h[':status'])))
+        req.setEncoding('utf8')
+        req.on('data', (d: string) => (body += d))
+        req.on('end', () => resolve({ status, body }))
+        req.on('error', reject)
+      }
       // Deterministic bytes, one 64 KiB chunk at a time, written only when the socket drains.
       const chunks = new ByteSource(`bench-upload-${SIZE}`).chunks(0, SIZE, CHUNK)
       req.write(head)
@@ -155,6 +202,7 @@ async function main(): Promise<void> {
       }
       pump()
     })
+    session?.close()
     const seconds = (performance.now() - started) / 1000
     clearInterval(sampler)
 
@@ -172,7 +220,7 @@ async function main(): Promise<void> {
       date: new Date().toISOString(),
       node: process.version,
       gatewayNodeArgs: args['node-arg'],
-      mode: `${LEGACY ? 'legacy POST /api/asset/upload' : 'POST /api/assets'}, policies: ${bare ? 'all off' : `defaults (${registered.join(', ')})`}`,
+      mode: `${LEGACY ? 'legacy POST /api/asset/upload' : 'POST /api/assets'}${H2 ? ' over HTTP/2 + TLS' : ''}, policies: ${bare ? 'all off' : `defaults (${registered.join(', ')})`}`,
       fileBytes: SIZE,
       seconds,
       mibPerSecond: SIZE / 1024 / 1024 / seconds,
@@ -206,7 +254,7 @@ async function main(): Promise<void> {
       ROOT,
       'bench',
       'results',
-      `upload-${LEGACY ? 'legacy-' : ''}${result.date.replace(/[:.]/g, '-')}.json`
+      `upload-${LEGACY ? 'legacy-' : ''}${H2 ? 'h2-' : ''}${result.date.replace(/[:.]/g, '-')}.json`
     )
     writeFileSync(file, JSON.stringify(result, null, 2))
     process.stdout.write(
@@ -223,6 +271,37 @@ async function main(): Promise<void> {
   } finally {
     await gateway.stop()
     await immich.close()
+  }
+}
+
+/** An HTTP/2 session to the gateway once it answers /healthz over TLS. */
+async function h2Session(
+  url: string,
+  ca: string,
+  tail: () => string
+): Promise<http2.ClientHttp2Session> {
+  const deadline = Date.now() + 20_000
+  for (;;) {
+    try {
+      const session = await new Promise<http2.ClientHttp2Session>((resolve, reject) => {
+        const s = http2.connect(url, { ca, servername: 'localhost' })
+        s.once('connect', () => resolve(s))
+        s.once('error', reject)
+      })
+      const status = await new Promise<number>((resolve, reject) => {
+        const r = session.request({ ':path': '/healthz' })
+        r.on('response', (h) => resolve(Number(h[':status'])))
+        r.on('error', reject)
+        r.resume()
+        r.end()
+      })
+      if (status < 500) return session
+      session.close()
+    } catch (err) {
+      if (Date.now() > deadline)
+        throw new Error(`gateway not up over h2:\n${tail()}`, { cause: err })
+    }
+    await new Promise((r) => setTimeout(r, 100))
   }
 }
 

@@ -13,6 +13,7 @@ import { createLogger } from './observability/logging.js'
 import { Metrics } from './observability/metrics.js'
 import { compileRouteTable, loadRouteTable } from './routing/route-table.js'
 import { packageFile } from './paths.js'
+import { mainServerFactory, type MainServerFactory } from './server/tls.js'
 import { createForwarder } from './upstream/forward.js'
 import { createApp } from './pipeline.js'
 import { createNodeServer } from './server/listener.js'
@@ -89,18 +90,28 @@ export async function startGateway(
     await releaseAll()
     throw err
   }
+  let main: MainServerFactory
+  try {
+    main = await mainServerFactory(config, deps)
+  } catch (err) {
+    await releaseAll()
+    throw err
+  }
+  closers.push(() => main.stop())
   const server = createNodeServer(
     createApp(config, deps, policies, options.middleware),
     config,
-    metrics
+    metrics,
+    main
   )
+  main.attach(server)
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(config.server.port, config.server.host, () => resolve())
   })
   const address = server.address() as AddressInfo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
-  const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${address.port}`
+  const url = `${main.protocol}://${host === '0.0.0.0' ? '127.0.0.1' : host}:${address.port}`
 
   let metricsServer: Server | undefined
   let metricsUrl: string | undefined
@@ -125,9 +136,9 @@ export async function startGateway(
     const grace = config.server.shutdownGraceSeconds * 1000
     const drained = new Promise<void>((resolve) => server.close(() => resolve()))
     // Keep-alive connections go idle one by one as their requests finish: close each as it does.
-    const reaper = setInterval(() => server.closeIdleConnections(), 50)
-    server.closeIdleConnections()
-    const timer = setTimeout(() => server.closeAllConnections(), grace)
+    const reaper = setInterval(() => main.closeIdle(), 50)
+    main.closeIdle()
+    const timer = setTimeout(() => main.closeAll(), grace)
     await drained
     clearInterval(reaper)
     clearTimeout(timer)

@@ -11,6 +11,7 @@ type JsonSchema = {
   default?: unknown
   enum?: unknown[]
   properties?: Record<string, JsonSchema>
+  required?: string[]
   additionalProperties?: JsonSchema | boolean
   items?: JsonSchema
   anyOf?: JsonSchema[]
@@ -87,8 +88,15 @@ function exampleLines(schema: JsonSchema, indent: string, out: string[]): void {
     const mapOf =
       typeof prop.additionalProperties === 'object' ? prop.additionalProperties : undefined
     if (prop.properties && Object.keys(prop.properties).length > 0) {
-      out.push(`${indent}${key}:`)
-      exampleLines(prop, `${indent}  `, out)
+      const block: string[] = [`${indent}${key}:`]
+      exampleLines(prop, `${indent}  `, block)
+      // An optional section with no default (server.tls) switches a feature on by being present:
+      // shown commented out, so the example stays what the defaults are.
+      const off = prop.default === undefined && !schema.required?.includes(key)
+      for (const line of block) {
+        const text = line.trimStart()
+        out.push(off && !text.startsWith('#') ? `${line.slice(0, -text.length)}# ${text}` : line)
+      }
     } else if (prop.default !== undefined && !isEmptyCollection(prop.default)) {
       out.push(`${indent}${key}: ${yamlValue(prop.default)}`)
     } else if (mapOf?.properties) {

@@ -1,4 +1,6 @@
+import { accessSync, constants, readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
+import { createSecureContext } from 'node:tls'
 import { z } from 'zod'
 import { addressEntryProblem } from '../net.js'
 
@@ -49,6 +51,142 @@ const listenHost = z
   .min(1)
   .refine((h) => isIP(h) !== 0 || HOSTNAME.test(h), 'expected an IP address or a host name')
 
+function readable(file: string): boolean {
+  try {
+    accessSync(file, constants.R_OK)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** A file the gateway must be able to read at startup (certificates, keys, CA bundles). */
+const readableFile = (what: string) =>
+  z.string().min(1).refine(readable, 'file does not exist or is not readable').describe(what)
+
+const port = (what: string) => z.number().int().min(0).max(65535).describe(what)
+
+export const acmeSchema = z
+  .object({
+    email: z
+      .string()
+      .email()
+      .describe('Contact address of the ACME account (expiry warnings from the CA go there).'),
+    domains: z
+      .array(z.string().min(1))
+      .min(1)
+      .describe(
+        'Names the certificate covers; the first is its subject. Each must reach httpPort.'
+      ),
+    directoryUrl: z
+      .string()
+      .url()
+      .default('https://acme-v02.api.letsencrypt.org/directory')
+      .describe(
+        "ACME directory (RFC 8555). Default Let's Encrypt production; staging: " +
+          'https://acme-staging-v02.api.letsencrypt.org/directory.'
+      ),
+    storageDir: z
+      .string()
+      .min(1)
+      .default('acme')
+      .describe('Directory for the account key and certificates (created 0700, files 0600).'),
+    caFile: readableFile(
+      "PEM bundle trusted for the ACME server's own HTTPS (a private CA such as pebble's); " +
+        'only the ACME client uses it.'
+    ).optional(),
+    renewBeforeFraction: z
+      .number()
+      .gt(0)
+      .lt(1)
+      .default(1 / 3)
+      .describe('Renew when this fraction of the lifetime is left (1/3: at two thirds of it).'),
+    retryMinSeconds: seconds(
+      60,
+      'First wait after a failed issuance; doubles up to retryMaxSeconds.'
+    ),
+    retryMaxSeconds: seconds(6 * 3600, 'Longest wait between failed issuance attempts.'),
+  })
+  .strict()
+
+export const tlsSchema = z
+  .object({
+    certFile: readableFile(
+      'PEM certificate, chain included (leaf first). Reloaded when the file changes.'
+    ).optional(),
+    keyFile: readableFile(
+      'PEM private key of certFile. Reloaded when the file changes.'
+    ).optional(),
+    acme: acmeSchema.optional().describe('Obtain and renew the certificate from an ACME CA.'),
+    http2: z
+      .boolean()
+      .default(true)
+      .describe('Offer HTTP/2 by ALPN (HTTP/1.1 stays available on the same port).'),
+    httpPort: port(
+      'Plain HTTP listener answering ACME HTTP-01 challenges and redirecting the rest to https ' +
+        '(80 in production); unset = none.'
+    ).optional(),
+    httpHost: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Address of the plain HTTP listener; default server.host.'),
+    redirectPort: port(
+      'Port written in the redirect Location; default server.port (omitted when 443). Set it when a ' +
+        'port mapping publishes the gateway on another port.'
+    ).optional(),
+    hsts: z
+      .object({
+        maxAgeSeconds: z
+          .number()
+          .int()
+          .min(0)
+          .default(31_536_000)
+          .describe('max-age of Strict-Transport-Security.'),
+        includeSubDomains: z.boolean().default(false).describe('Add includeSubDomains.'),
+      })
+      .strict()
+      .optional()
+      .describe('Send Strict-Transport-Security on https answers; unset = no header.'),
+    reloadCheckSeconds: seconds(
+      5,
+      'How often certFile/keyFile are checked for a change (polling: survives atomic renames).'
+    ),
+  })
+  .strict()
+  .superRefine((tls, ctx) => {
+    const files = tls.certFile !== undefined || tls.keyFile !== undefined
+    if (files && tls.acme)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['acme'],
+        message: 'use either certFile/keyFile or acme',
+      })
+    if (!files && !tls.acme)
+      ctx.addIssue({ code: 'custom', path: [], message: 'expected certFile and keyFile, or acme' })
+    if (files && tls.certFile === undefined)
+      ctx.addIssue({ code: 'custom', path: ['certFile'], message: 'keyFile needs certFile' })
+    if (files && tls.keyFile === undefined)
+      ctx.addIssue({ code: 'custom', path: ['keyFile'], message: 'certFile needs keyFile' })
+    if (tls.certFile && tls.keyFile && readable(tls.certFile) && readable(tls.keyFile)) {
+      try {
+        createSecureContext({ cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) })
+      } catch (err) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['certFile'],
+          message: `cannot be used with keyFile: ${(err as Error).message}`,
+        })
+      }
+    }
+    if (tls.acme && tls.httpPort === undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['httpPort'],
+        message: 'acme answers HTTP-01 challenges on the plain listener: set httpPort (80)',
+      })
+  })
+
 export const serverSchema = z
   .object({
     host: listenHost.default('0.0.0.0').describe('Address to listen on (env HOST).'),
@@ -97,6 +235,9 @@ export const serverSchema = z
       .describe(
         'Open connections one client address may hold at once; past it new ones are closed at once. Trusted proxies are exempt.'
       ),
+    tls: tlsSchema
+      .optional()
+      .describe('Serve HTTPS (and HTTP/2) on server.port; unset = plain HTTP. See docs/tls.md.'),
   })
   .strict()
 

@@ -1,5 +1,6 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
+import type { createServer as createHttpServer } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { createAdaptorServer } from '@hono/node-server'
 import type { Hono } from 'hono'
@@ -9,13 +10,19 @@ import { immichErrorBody } from '../errors.js'
 import { AddressSet, normalizeIp } from '../net.js'
 import type { Metrics } from '../observability/metrics.js'
 import { writeRawAnswer } from './answer.js'
+import type { MainServerFactory } from './tls.js'
 
 /**
  * The Node side of the gateway: the Hono app served by @hono/node-server, plus the three ways a
  * request reaches Node without being a plain request — an `Expect: 100-continue` upload, a websocket
  * upgrade, and bytes Node's parser refuses — all entering the same app or the same answer writer.
  */
-export function createNodeServer(app: Hono<Env>, config: GatewayConfig, metrics: Metrics): Server {
+export function createNodeServer(
+  app: Hono<Env>,
+  config: GatewayConfig,
+  metrics: Metrics,
+  main?: Pick<MainServerFactory, 'createServer' | 'serverOptions'>
+): Server {
   const limits = config.server
   const server = createAdaptorServer({
     fetch: app.fetch,
@@ -23,7 +30,10 @@ export function createNodeServer(app: Hono<Env>, config: GatewayConfig, metrics:
     // the forwarder streams Node's IncomingMessage itself, so nothing must drain it behind its back.
     overrideGlobalObjects: false,
     autoCleanupIncoming: false,
+    // HTTPS or HTTP/2 when server.tls is set (src/server/tls.ts); Node's http otherwise.
+    ...(main ? { createServer: main.createServer as typeof createHttpServer } : {}),
     serverOptions: {
+      ...main?.serverOptions,
       maxHeaderSize: config.server.maxHeaderBytes,
       // No overall request timeout (an upload at modem speed must complete), but the head must come
       // in time; Node checks every connectionsCheckingInterval, so the check runs every second.

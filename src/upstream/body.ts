@@ -25,7 +25,8 @@ export async function readRequestBody(c: Context<Env>, options: ReadBodyOptions)
 function read(c: Context<Env>, { maxBytes, timeoutMs }: ReadBodyOptions): Promise<Buffer> {
   const req = c.env.incoming
   const refuse = (status: number, code: string, message: string) => {
-    c.get('responseHeaders')['connection'] = 'close'
+    // HTTP/2 has no Connection header (Node refuses it): the stream is reset after the answer instead.
+    if (req.httpVersionMajor < 2) c.get('responseHeaders')['connection'] = 'close'
     return new GatewayError(status, code, message)
   }
   if (Number(req.headers['content-length'] ?? 0) > maxBytes) {

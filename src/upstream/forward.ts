@@ -1,4 +1,6 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
+import type { Http2ServerRequest } from 'node:http2'
+import { PassThrough, type Readable } from 'node:stream'
 import type { Context } from 'hono'
 import { Agent, type Dispatcher } from 'undici'
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
@@ -84,9 +86,36 @@ function expectsContinue(req: IncomingMessage): boolean {
   return typeof expect === 'string' && expect.toLowerCase() === '100-continue'
 }
 
-/** Has the request a body to stream? (RFC 9112 §6.3: Content-Length or Transfer-Encoding says so.) */
+/**
+ * An HTTP/2 request body as undici reads it. Node's compatibility request ends normally even when the
+ * client resets its stream mid-upload; forwarded as is, Immich would get a truncated upload as a
+ * complete one. The body ends only if the client's stream did (END_STREAM), else it fails.
+ */
+function h2Body(req: Http2ServerRequest): Readable {
+  const body = new PassThrough({ highWaterMark: 64 * 1024 })
+  req.pipe(body, { end: false })
+  req.once('end', () => {
+    if (req.stream.readableEnded) body.end()
+    else body.destroy(new ClientGone('client reset the stream mid-upload'))
+  })
+  return body
+}
+
+/** The client is gone: its HTTP/1.1 socket closed, or its HTTP/2 stream reset before our answer ended. */
+function clientGone(res: ServerResponse): boolean {
+  if (res.destroyed) return true
+  const stream = (res as unknown as { stream?: { destroyed: boolean } }).stream
+  return stream !== undefined && stream.destroyed && !res.writableEnded
+}
+
+/**
+ * Has the request a body to stream? HTTP/1.1: Content-Length or Transfer-Encoding says so (RFC 9112
+ * §6.3). HTTP/2: any request whose HEADERS frame did not end the stream (a length is optional there).
+ */
 function hasBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length']
+  if (req.httpVersionMajor === 2)
+    return length !== '0' && !(req as unknown as Http2ServerRequest).stream.endAfterHeaders
   return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined
 }
 
@@ -141,7 +170,7 @@ export function createForwarder(config: GatewayConfig, observer: UpstreamObserve
         body = up.bodyTransform(req)
         delete headers['content-length']
       } else {
-        body = req
+        body = req.httpVersionMajor === 2 ? h2Body(req as unknown as Http2ServerRequest) : req
       }
     }
     const started = process.hrtime.bigint()
@@ -158,8 +187,10 @@ export function createForwarder(config: GatewayConfig, observer: UpstreamObserve
         else resolve()
       }
       // The client went away (mid-upload or mid-download): abort upstream so no socket is left behind.
+      // (An HTTP/2 response reports itself finished when its stream is reset: it ended only if we
+      // ended it.)
       const onClientClose = () => {
-        if (res && !res.writableFinished)
+        if (res && (!res.writableEnded || !res.writableFinished))
           controller?.abort(new ClientGone('client closed the connection'))
       }
       res?.on('close', onClientClose)
@@ -167,7 +198,7 @@ export function createForwarder(config: GatewayConfig, observer: UpstreamObserve
       const handler: Dispatcher.DispatchHandler = {
         onRequestStart(ctrl) {
           controller = ctrl
-          if (res?.destroyed) ctrl.abort(new ClientGone('client closed the connection'))
+          if (res && clientGone(res)) ctrl.abort(new ClientGone('client closed the connection'))
         },
         onResponseStart(ctrl, status, rawHeaders) {
           if (status < 200) return
@@ -193,7 +224,7 @@ export function createForwarder(config: GatewayConfig, observer: UpstreamObserve
           settle()
         },
         onResponseError(_ctrl, err) {
-          if (err instanceof ClientGone || res?.destroyed) {
+          if (err instanceof ClientGone || (res && clientGone(res))) {
             if (started_) sink.fail(err)
             settle(err instanceof ClientGone ? err : new ClientGone(err.message))
             return

@@ -59,8 +59,13 @@ export function endToEndHeaders(
   for (const name in headers) {
     const value = headers[name]
     if (value === undefined || isHopByHop(name, listed)) continue
+    // HTTP/2 pseudo-headers (:method, :path, :scheme, :authority) are not headers of the request.
+    if (name.charCodeAt(0) === 58) continue
     out[name] = value
   }
+  // An HTTP/2 request names its host in :authority (RFC 9113 §8.3.1); Immich reads Host.
+  const authority = headers[':authority']
+  if (out.host === undefined && typeof authority === 'string') out.host = authority
   return out
 }
 
@@ -104,7 +109,7 @@ export function setForwardedHeaders(
   const host =
     f.peerTrusted && typeof incoming['x-forwarded-host'] === 'string'
       ? incoming['x-forwarded-host']
-      : incoming.host
+      : (incoming.host ?? (incoming[':authority'] as string | undefined))
   if (host) out['x-forwarded-host'] = host
   out['x-real-ip'] = f.clientIp
 }

@@ -33,7 +33,9 @@ export interface Stack {
   close(): Promise<void>
 }
 
-type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] }
+type DeepPartial<T> = {
+  [K in keyof T]?: T[K] extends object | undefined ? DeepPartial<NonNullable<T[K]>> : T[K]
+}
 
 /** A real fake Immich and a real gateway in front of it, on ephemeral ports. */
 export async function startStack(
