@@ -90,6 +90,11 @@ export class UpstreamHealth {
     return this.state
   }
 
+  /** Would a request be refused now (open, or half-open with its one trial out)? */
+  get refusing(): boolean {
+    return this.state === 'open' || (this.state === 'half_open' && this.trialInFlight)
+  }
+
   /** May a request go to Immich now? Call exactly one of succeeded/failed/released afterwards. */
   admit(): Admission {
     if (this.state === 'closed') return PASS
