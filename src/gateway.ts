@@ -48,7 +48,6 @@ export async function startGateway(
   const metrics = new Metrics(options.registry ?? new Registry())
   const closers: (() => void | Promise<void>)[] = []
   const health = createUpstreamHealth(config, { metrics, logger })
-  health.start()
   closers.push(() => health.close())
   const forwarder = createForwarder(
     config,
@@ -106,6 +105,8 @@ export async function startGateway(
     server.once('error', reject)
     server.listen(config.server.port, config.server.host, () => resolve())
   })
+  // Probing starts once the boot's CPU burst is over (a probe timed out by it would open the breaker).
+  health.start()
   const address = server.address() as AddressInfo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${address.port}`
