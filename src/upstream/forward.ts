@@ -276,18 +276,17 @@ export function createForwarder(
     try {
       await exchange(c, sink)
     } catch (err) {
+      c.set('bytesOut', bytesOut)
       if (err instanceof GatewayError) {
         // Immich unreachable and a person at a browser: a page that retries by itself, not JSON.
-        if (err.status >= 502 && err.status <= 504 && !res.headersSent && isBrowserNavigation(c)) {
-          writeMaintenancePage(c, res, health?.retryAfter ?? '5')
-          return RESPONSE_ALREADY_SENT
-        }
+        if (err.status >= 502 && err.status <= 504 && !res.headersSent && isBrowserNavigation(c))
+          return writeMaintenancePage(c, health?.retryAfter ?? '5')
         throw err
       }
       c.get('notes').aborted = err instanceof ClientGone ? 'client' : 'upstream'
-    } finally {
-      c.set('bytesOut', bytesOut)
+      return RESPONSE_ALREADY_SENT
     }
+    c.set('bytesOut', bytesOut)
     return RESPONSE_ALREADY_SENT
   }
 

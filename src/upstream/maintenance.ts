@@ -1,7 +1,7 @@
-import type { ServerResponse } from 'node:http'
 import type { Context } from 'hono'
 import type { Env } from '../env.js'
 import { isApiPath } from '../routing/path.js'
+import { writeAnswer } from '../server/answer.js'
 
 /**
  * A person opening the web app (GET of a page, `Accept: text/html`, outside /api), not an API
@@ -44,26 +44,21 @@ p{margin:.25rem 0;color:#555}
 
 const pages = new Map<string, Buffer>()
 
-/** Writes the maintenance page (503, Retry-After, never cached) straight to the client. */
-export function writeMaintenancePage(
-  c: Context<Env>,
-  res: ServerResponse,
-  retryAfter: string
-): void {
+/** Writes the maintenance page (503, Retry-After, never cached) through the answer writer. */
+export function writeMaintenancePage(c: Context<Env>, retryAfter: string): Response {
   let body = pages.get(retryAfter)
   if (body === undefined) pages.set(retryAfter, (body = page(retryAfter)))
-  const requestId = c.get('requestId')
-  res.writeHead(503, {
-    ...c.get('responseHeaders'),
-    'content-type': 'text/html; charset=utf-8',
-    'content-length': String(body.length),
-    'cache-control': 'no-store',
-    'retry-after': retryAfter,
-    'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'",
-    'x-request-id': requestId,
-    'x-correlation-id': requestId,
-  })
-  res.end(body)
-  c.set('bytesOut', body.length)
   c.get('notes').error = 'UPSTREAM_DOWN'
+  return writeAnswer(
+    c,
+    503,
+    {
+      'content-type': 'text/html; charset=utf-8',
+      'cache-control': 'no-store',
+      'retry-after': retryAfter,
+      'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'",
+      'x-correlation-id': c.get('requestId'),
+    },
+    body
+  )
 }

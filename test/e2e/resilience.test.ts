@@ -112,8 +112,7 @@ describe('Immich stopped and restarted under a running gateway', () => {
 
   it('serves the frame from stale entries, fails the API fast, shows browsers a page, recovers within a probe interval', async () => {
     await warm(stack.url)
-    // Fresh entries are plain hits; let them all go past their 1 s TTL.
-    expect((await get(stack.url, preview(FRAME[0]!), ADMIN)).headers['x-cache']).toBe('HIT')
+    // Let every entry go past its 1 s TTL.
     await sleep(1100)
 
     const stoppedAt = Date.now()
