@@ -222,7 +222,9 @@ export class Metrics {
       labelNames: ['to'],
       registers: r,
     })
-    // Present from the start: a dashboard shows 0, and an alert can tell "no probe yet" from "down".
+    // Present from the start: a dashboard shows 0 rather than "No data", and a rate has a base.
+    for (const kind of ['refused', 'reset', 'timeout', 'dns', 'other'])
+      this.upstreamErrors.inc({ kind }, 0)
     this.upstreamUp.set(0)
     this.breakerState.set(0)
     for (const to of ['open', 'half_open', 'closed']) this.breakerTransitions.inc({ to }, 0)
