@@ -100,20 +100,21 @@ export const thumbnailCache = definePolicy({
         : undefined
     let lastDiskWarning = 0
     const diskBytes = metrics.cacheStoredBytes.labels({ tier: 'disk' })
-    const disk = options.disk
-      ? await DiskStore.open({
-          dir: options.disk.dir,
-          maxBytes: options.disk.maxBytes,
-          current: (seq, cls, id) => memory.current(seq, cls, id),
-          onSize: (bytes) => diskBytes.set(bytes),
-          onError: (err) => {
-            const now = Date.now()
-            if (now - lastDiskWarning < 60_000) return
-            lastDiskWarning = now
-            logger.warn({ err: (err as Error)?.message }, 'thumbnail cache: disk tier error')
-          },
-        })
-      : undefined
+    const disk =
+      options.disk.dir !== undefined
+        ? await DiskStore.open({
+            dir: options.disk.dir,
+            maxBytes: options.disk.maxBytes,
+            current: (seq, cls, id) => memory.current(seq, cls, id),
+            onSize: (bytes) => diskBytes.set(bytes),
+            onError: (err) => {
+              const now = Date.now()
+              if (now - lastDiskWarning < 60_000) return
+              lastDiskWarning = now
+              logger.warn({ err: (err as Error)?.message }, 'thumbnail cache: disk tier error')
+            },
+          })
+        : undefined
     if (disk) diskBytes.set(disk.size)
     if (redis) {
       onClose(

@@ -113,8 +113,9 @@ export const thumbnailCacheOptions = z
         dir: z
           .string()
           .min(1)
+          .optional()
           .describe(
-            'Directory of the disk tier (created if missing; the gateway must be its only user).'
+            'Directory of the disk tier; unset → no disk tier. Created if missing (mode 0700); the gateway must be its only user.'
           ),
         maxBytes: z
           .number()
@@ -124,7 +125,7 @@ export const thumbnailCacheOptions = z
           .describe('Byte bound of the files; the least recently used are removed beyond it.'),
       })
       .strict()
-      .optional()
+      .default({ maxBytes: 1024 * MiB })
       .describe(
         'Optional third tier on disk, for hosts without Redis: survives restarts (entries kept for their TTL plus stale-if-error), atomic writes, file names are hashes of the cache key.'
       ),

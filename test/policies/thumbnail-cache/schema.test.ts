@@ -33,6 +33,7 @@ describe('thumbnail-cache options', () => {
       staleIfErrorSeconds: 2_592_000,
       memory: { maxBytes: 256 * 1024 * 1024 },
       redis: { enabled: true, keyPrefix: 'immich-gateway:cache:', timeoutMs: 100 },
+      disk: { maxBytes: 1024 * 1024 * 1024 },
     })
   })
 
@@ -41,7 +42,7 @@ describe('thumbnail-cache options', () => {
     [{ memory: { maxBytes: 10 } }, 'policies.thumbnail-cache.memory.maxBytes'],
     [{ memory: { maxbytes: 1 } }, 'policies.thumbnail-cache.memory'],
     [{ staleIfErrorSeconds: -1 }, 'policies.thumbnail-cache.staleIfErrorSeconds'],
-    [{ disk: { maxBytes: 1 << 30 } }, 'policies.thumbnail-cache.disk.dir'],
+    [{ disk: { dir: '' } }, 'policies.thumbnail-cache.disk.dir'],
     [{ disk: { dir: '/tmp/x', maxBytes: 10 } }, 'policies.thumbnail-cache.disk.maxBytes'],
     [
       { maxEntryBytes: 64 * 1024 * 1024, memory: { maxBytes: 8 * 1024 * 1024 } },
