@@ -206,9 +206,9 @@ export class UpstreamHealth {
     if (!this.enabled) return
     if (!up && this.state !== 'open') this.transition('open', `probe failed (${verdict})`)
     else if (up && this.state === 'open') this.transition('half_open', 'probe succeeded')
-    // A quiet gateway gets no trial request: a second good probe closes the breaker as well.
-    else if (up && this.state === 'half_open' && !this.trialInFlight)
-      this.transition('closed', 'second probe succeeded')
+    // A second good probe closes it too: a quiet gateway gets no trial request, and a trial that is
+    // a long upload answers only at its end.
+    else if (up && this.state === 'half_open') this.transition('closed', 'second probe succeeded')
   }
 
   private transition(to: BreakerState, reason: string): void {
