@@ -93,7 +93,7 @@ export const thumbnailCache = definePolicy({
       deps.redis && options.redis.enabled
         ? new RedisStore(deps.redis, {
             keyPrefix: options.redis.keyPrefix,
-            maxTtlMs: (options.ttlSeconds + options.staleIfErrorSeconds) * 1000,
+            maxTtlMs: options.ttlSeconds * 1000,
             timeoutMs: options.redis.timeoutMs,
             onError: redisError,
           })

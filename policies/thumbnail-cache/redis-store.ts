@@ -33,7 +33,7 @@ export interface InvalidationMessage {
 
 export interface RedisStoreOptions {
   keyPrefix: string
-  /** Longest entry lifetime (TTL plus stale-if-error): generation keys outlive every entry stored before them. */
+  /** Longest entry TTL: generation keys outlive every entry stored before them. */
   maxTtlMs: number
   /** A lookup slower than this counts as a miss. */
   timeoutMs: number
@@ -88,8 +88,7 @@ export class RedisStore {
       const raw = reply[0]
       if (raw === null || raw === undefined) return { gens }
       const decoded = decodeEntry(raw, seq)
-      // Past its TTL but within stale-if-error it is still returned: the caller serves it only if Immich fails.
-      if (decoded === undefined || decoded.entry.staleUntil <= now) return { gens }
+      if (decoded === undefined || decoded.entry.expiresAt <= now) return { gens }
       const same =
         decoded.gens.length === gens.length && decoded.gens.every((g, i) => g === gens[i])
       return same ? { entry: decoded.entry, gens } : { gens }
@@ -103,7 +102,9 @@ export class RedisStore {
 
   /** Fire and forget: a failed write only costs a later miss. */
   store(key: string, entry: CacheEntry, gens: readonly number[], now: number): void {
-    const ttl = entry.staleUntil - now
+    // Only for its TTL: Redis has no byte bound the gateway controls, so the stale-if-error window
+    // (30 days from Immich) is kept in the bounded tiers, memory and disk, not here.
+    const ttl = entry.expiresAt - now
     if (ttl <= 0) return
     this.redis
       .set(`${this.options.keyPrefix}e:${hashedKey(key)}`, encodeEntry(entry, gens), 'PX', ttl)

@@ -69,7 +69,7 @@ export const thumbnailCacheOptions = z
       .max(30 * 86_400)
       .default(30 * 86_400)
       .describe(
-        "Cap of Immich's `stale-if-error` (2592000 s on thumbnails): how long past its TTL an entry is kept (within the byte bounds) and served, marked `X-Cache: STALE`, while Immich is unreachable, its breaker open, or it answers 5xx. 0 → never serve stale."
+        "Cap of Immich's `stale-if-error` (2592000 s on thumbnails): how long past its TTL an entry is kept in memory and on disk (within their byte bounds; Redis keeps entries for their TTL only) and served, marked `X-Cache: STALE`, while Immich is unreachable, its breaker open, or it answers 5xx. 0 → never serve stale."
       ),
     memory: z
       .object({
