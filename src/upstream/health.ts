@@ -6,6 +6,9 @@ import { GatewayError } from '../errors.js'
 import type { Metrics } from '../observability/metrics.js'
 import type { UpstreamErrorKind } from './forward.js'
 
+/** Shows in Immich's logs what these requests are. */
+const USER_AGENT = 'immich-gateway-health/1'
+
 /** The breaker's states; the gauge exports them as 0, 1, 2. */
 export type BreakerState = 'closed' | 'half_open' | 'open'
 const STATE_VALUE: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2 }
@@ -178,6 +181,10 @@ export class UpstreamHealth {
         origin: this.origin,
         path: '/api/server/ping',
         method: 'GET',
+        headers: { 'user-agent': USER_AGENT },
+        // A new connection each time: the probe checks that Immich accepts connections, and holds
+        // no idle socket between probes.
+        reset: true,
         headersTimeout: this.timeoutMs,
         bodyTimeout: this.timeoutMs,
         signal: AbortSignal.timeout(this.timeoutMs),
