@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { Metrics } from './observability/metrics.js'
 import type { Forwarder } from './upstream/forward.js'
+import type { UpstreamHealth } from './upstream/health.js'
 import type { RouteMatcher } from './routing/route-table.js'
 
 /** Everything stateful a phase may use, injected once so tests pass real local instances. */
@@ -10,6 +11,8 @@ export interface Deps {
   metrics: Metrics
   forwarder: Forwarder
   routes: RouteMatcher
+  /** Immich's health: the probe (`immich_gateway_upstream_up`, /readyz) and the circuit breaker. */
+  health: UpstreamHealth
   /** Present only when REDIS_URL is set. */
   redis?: Redis
 }

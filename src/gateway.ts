@@ -17,6 +17,7 @@ import { mainServerFactory, type MainServerFactory } from './server/tls.js'
 import { createForwarder } from './upstream/forward.js'
 import { createApp } from './pipeline.js'
 import { createNodeServer } from './server/listener.js'
+import { createUpstreamHealth } from './upstream/health.js'
 
 export interface GatewayOptions {
   /** Tests pass their own logger (to capture lines) and registry. */
@@ -47,13 +48,19 @@ export async function startGateway(
   const logger = options.logger ?? createLogger(config.logging.level)
   const metrics = new Metrics(options.registry ?? new Registry())
   const closers: (() => void | Promise<void>)[] = []
-  const forwarder = createForwarder(config, {
-    onHeaders: (c, seconds) =>
-      metrics.upstreamDuration
-        .series(c.get('upstream').method, c.get('routeLabel'))
-        .observe(seconds),
-    onError: (kind) => metrics.upstreamErrors.inc({ kind }),
-  })
+  const health = createUpstreamHealth(config, { metrics, logger })
+  closers.push(() => health.close())
+  const forwarder = createForwarder(
+    config,
+    {
+      onHeaders: (c, seconds) =>
+        metrics.upstreamDuration
+          .series(c.get('upstream').method, c.get('routeLabel'))
+          .observe(seconds),
+      onError: (kind) => metrics.upstreamErrors.inc({ kind }),
+    },
+    health
+  )
   closers.push(() => forwarder.close())
   let redis: Redis | undefined
   // Without Redis the gauge is absent rather than a constant 0 that would look like an outage.
@@ -83,7 +90,7 @@ export async function startGateway(
   let policies
   try {
     const routes = compileRouteTable(loadRouteTable(options.routesFile ?? DEFAULT_ROUTES_FILE))
-    deps = { logger, metrics, forwarder, routes, redis }
+    deps = { logger, metrics, forwarder, routes, redis, health }
     policies = await buildPolicies(config, deps, (fn) => closers.push(fn))
   } catch (err) {
     // A policy that cannot start stops the boot; what was opened so far is released.
@@ -109,6 +116,8 @@ export async function startGateway(
     server.once('error', reject)
     server.listen(config.server.port, config.server.host, () => resolve())
   })
+  // Probing starts once the boot's CPU burst is over (a probe timed out by it would open the breaker).
+  health.start()
   const address = server.address() as AddressInfo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `${main.protocol}://${host === '0.0.0.0' ? '127.0.0.1' : host}:${address.port}`

@@ -289,34 +289,8 @@ function bearerMatches(header: string | undefined, token: string): boolean {
   return given.length === want.length && timingSafeEqual(given, want)
 }
 
-async function readiness(deps: Deps): Promise<{ ok: boolean; detail: Record<string, string> }> {
-  const detail: Record<string, string> = {}
-  let ok = true
-  try {
-    const res = await deps.forwarder.agent.request({
-      origin: deps.forwarder.origin,
-      path: '/api/server/ping',
-      method: 'GET',
-      headersTimeout: 2000,
-      bodyTimeout: 2000,
-    })
-    await res.body.dump()
-    detail.upstream = res.statusCode === 200 ? 'ok' : `status ${res.statusCode}`
-    ok &&= res.statusCode === 200
-  } catch (err) {
-    detail.upstream = (err as { code?: string }).code ?? 'unreachable'
-    ok = false
-  }
-  if (deps.redis) {
-    try {
-      await deps.redis.ping()
-      detail.redis = 'ok'
-    } catch {
-      detail.redis = 'unreachable'
-      ok = false
-    }
-  }
-  return { ok, detail }
+function readiness(deps: Deps): Promise<{ ok: boolean; detail: Record<string, string> }> {
+  return deps.health.readiness(deps.redis)
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
 import { clientHasCurrent, notModifiedHeaders, storedHeaders, type StoragePlan } from './http.js'
+import type { CacheClass } from './key.js'
 
 /** One stored answer: always a 200 image. Header objects are built once, at store time. */
 export interface CacheEntry {
@@ -17,6 +18,11 @@ export interface CacheEntry {
   /** Epoch ms when Immich produced (or last confirmed) it: the base of `Age`. */
   storedAt: number
   expiresAt: number
+  /**
+   * Epoch ms until which the entry may still be served when Immich is unreachable or answers 5xx
+   * (its `stale-if-error`); equal to `expiresAt` when it gave no such allowance.
+   */
+  staleUntil: number
   /** Immich said `no-cache`: confirm with Immich (conditional request) before each use. */
   revalidate: boolean
   /** Memory tier: invalidation sequence number when the fetch started (MemoryStore.current). */
@@ -40,9 +46,15 @@ export function buildEntry(
     body,
     storedAt: now,
     expiresAt: now + plan.ttlMs,
+    staleUntil: now + plan.ttlMs + plan.staleMs,
     revalidate: plan.revalidate,
     seq,
   }
+}
+
+/** May the entry be served in place of a failed answer (stale-if-error), at `now`? */
+export function servableOnError(entry: CacheEntry, now: number): boolean {
+  return entry.staleUntil > entry.expiresAt && now < entry.staleUntil
 }
 
 /** Does the client's If-None-Match / If-Modified-Since match the entry? */
@@ -50,18 +62,32 @@ export function entryMatches(entry: CacheEntry, req: IncomingHttpHeaders): boole
   return clientHasCurrent(req, entry.headers.etag, entry.headers['last-modified'])
 }
 
+/** What a stored entry belongs to, for invalidation (the disk tier keeps it in the file). */
+export interface EntryOwner {
+  cls: CacheClass
+  id: string
+}
+
 /**
- * Binary form for Redis: u32 length of a small JSON head, the head, then the body bytes as they are.
- * `gens` are the invalidation generations current when the fetch started (RedisStore).
+ * Binary form for Redis and the disk tier: u32 length of a small JSON head, the head, then the body
+ * bytes as they are. `gens` are the invalidation generations current when the fetch started
+ * (RedisStore); `owner` is what the disk tier invalidates by.
  */
-export function encodeEntry(entry: CacheEntry, gens: readonly number[]): Buffer {
+export function encodeEntry(
+  entry: CacheEntry,
+  gens: readonly number[],
+  owner?: EntryOwner
+): Buffer {
   const head = Buffer.from(
     JSON.stringify({
       h: entry.headers,
       s: entry.storedAt,
       e: entry.expiresAt,
+      u: entry.staleUntil,
       r: entry.revalidate ? 1 : 0,
       g: gens,
+      c: owner?.cls,
+      i: owner?.id,
     })
   )
   const prefix = Buffer.allocUnsafe(4)
@@ -73,15 +99,15 @@ interface EncodedHead {
   h: Record<string, string>
   s: number
   e: number
+  u?: number
   r: 0 | 1
   g: number[]
+  c?: CacheClass
+  i?: string
 }
 
-/** Undefined for anything that is not a well-formed entry (a foreign value under our prefix is a miss). */
-export function decodeEntry(
-  buf: Buffer,
-  seq: number
-): { entry: CacheEntry; gens: number[] } | undefined {
+/** The head of an encoded entry (u32 length + JSON), without its body; undefined when malformed. */
+export function decodeHead(buf: Buffer): (EncodedHead & { bodyStart: number }) | undefined {
   if (buf.length < 4) return undefined
   const headLength = buf.readUInt32BE(0)
   if (4 + headLength > buf.length) return undefined
@@ -95,10 +121,21 @@ export function decodeEntry(
     typeof head !== 'object' ||
     head === null ||
     typeof head.h !== 'object' ||
+    head.h === null ||
     !Array.isArray(head.g)
   )
     return undefined
-  const body = buf.subarray(4 + headLength)
+  return { ...head, bodyStart: 4 + headLength }
+}
+
+/** Undefined for anything that is not a well-formed entry (a foreign value under our prefix is a miss). */
+export function decodeEntry(
+  buf: Buffer,
+  seq: number
+): { entry: CacheEntry; gens: number[]; owner?: EntryOwner } | undefined {
+  const head = decodeHead(buf)
+  if (head === undefined) return undefined
+  const body = buf.subarray(head.bodyStart)
   if (head.h['content-length'] !== String(body.length)) return undefined
   const notModified = notModifiedHeaders(head.h)
   return {
@@ -110,9 +147,11 @@ export function decodeEntry(
       body,
       storedAt: head.s,
       expiresAt: head.e,
+      staleUntil: typeof head.u === 'number' ? head.u : head.e,
       revalidate: head.r === 1,
       seq,
     },
     gens: head.g,
+    owner: head.c !== undefined && head.i !== undefined ? { cls: head.c, id: head.i } : undefined,
   }
 }

@@ -18,6 +18,8 @@ const NOT_MODIFIED = ['etag', 'last-modified', 'cache-control'] as const
 export interface StoragePlan {
   ttlMs: number
   revalidate: boolean
+  /** How long past `ttlMs` the entry may still be served when Immich fails (its `stale-if-error`). */
+  staleMs: number
 }
 
 export interface StorageLimits {
@@ -27,6 +29,8 @@ export interface StorageLimits {
   heuristicTtlSeconds: number
   /** Store `no-cache` answers (person thumbnails) and revalidate them on every use. */
   revalidateNoCache: boolean
+  /** Cap of the `stale-if-error` window (0: never serve a stale entry). */
+  staleIfErrorSeconds: number
 }
 
 function header(headers: OutgoingHttpHeaders, name: string): string | undefined {
@@ -62,24 +66,41 @@ export function storagePlan(
   const limitMs = limits.ttlSeconds * 1000
   if (cc === undefined) {
     if (limits.heuristicTtlSeconds === 0) return undefined
-    return { ttlMs: Math.min(limitMs, limits.heuristicTtlSeconds * 1000), revalidate: false }
+    const ttlMs = Math.min(limitMs, limits.heuristicTtlSeconds * 1000)
+    return { ttlMs, revalidate: false, staleMs: 0 }
   }
   const directives = parsedCacheControl(cc)
   if (directives.has('no-store')) return undefined
+  const staleMs = staleIfErrorMs(directives, limits)
   if (directives.has('no-cache')) {
     const validator = headers.etag !== undefined || headers['last-modified'] !== undefined
-    return limits.revalidateNoCache && validator ? { ttlMs: limitMs, revalidate: true } : undefined
+    return limits.revalidateNoCache && validator
+      ? { ttlMs: limitMs, revalidate: true, staleMs }
+      : undefined
   }
   const maxAge = directives.get('max-age')
   if (maxAge === undefined) {
     if (limits.heuristicTtlSeconds === 0) return undefined
-    return { ttlMs: Math.min(limitMs, limits.heuristicTtlSeconds * 1000), revalidate: false }
+    const ttlMs = Math.min(limitMs, limits.heuristicTtlSeconds * 1000)
+    return { ttlMs, revalidate: false, staleMs }
   }
   const seconds = Number(maxAge)
   if (!Number.isFinite(seconds) || seconds <= 0) return undefined
   const age = Number(header(headers, 'age') ?? 0) || 0
   const ttlMs = Math.min(limitMs, (seconds - age) * 1000)
-  return ttlMs > 0 ? { ttlMs, revalidate: false } : undefined
+  return ttlMs > 0 ? { ttlMs, revalidate: false, staleMs } : undefined
+}
+
+/**
+ * RFC 5861 §4: `stale-if-error=N` lets a cache serve the answer for N seconds past its freshness
+ * when the origin fails (Immich sends 2592000, 30 days, on thumbnails). Capped by the option.
+ */
+function staleIfErrorMs(directives: ReadonlyMap<string, string>, limits: StorageLimits): number {
+  const value = directives.get('stale-if-error')
+  if (value === undefined) return 0
+  const seconds = Number(value)
+  if (!Number.isFinite(seconds) || seconds <= 0) return 0
+  return Math.min(seconds, limits.staleIfErrorSeconds) * 1000
 }
 
 /**

@@ -2,7 +2,8 @@ import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
 import type { Context, Next } from 'hono'
 import { Doorkeeper } from './admission.js'
 import { Flights, type Flight } from './coalesce.js'
-import { buildEntry, entryMatches, type CacheEntry } from './entry.js'
+import { DiskStore } from './disk-store.js'
+import { buildEntry, entryMatches, servableOnError, type CacheEntry } from './entry.js'
 import { storagePlan, type StorageLimits } from './http.js'
 import {
   INVALIDATION_RULES,
@@ -17,16 +18,17 @@ import { RedisStore } from './redis-store.js'
 import type { Env, RouteMatch } from '../../src/env.js'
 import { GatewayError } from '../../src/errors.js'
 import { answerStatus, writeAnswer, writeHead } from '../../src/server/answer.js'
-import type { ResponseSink } from '../../src/upstream/forward.js'
+import type { CapturedResponse, ResponseSink } from '../../src/upstream/forward.js'
 import { definePolicy } from '../types.js'
 import { thumbnailCacheOptions } from './schema.js'
 
-type Result = 'hit' | 'miss' | 'bypass' | 'revalidated'
+type Result = 'hit' | 'miss' | 'bypass' | 'revalidated' | 'stale'
 const X_CACHE: Record<Result, string> = {
   hit: 'HIT',
   miss: 'MISS',
   bypass: 'BYPASS',
   revalidated: 'REVALIDATED',
+  stale: 'STALE',
 }
 const noop = (): void => {}
 // Context variables are read with c.get(), never c.var: Hono's `c.var` copies every variable into a
@@ -50,17 +52,21 @@ function bodyOf(chunks: Buffer[], size: number): Buffer {
  * lists built at store time; a miss streams through the forwarder while a tap keeps a copy (up to
  * `maxEntryBytes`). Concurrent misses for one key share one upstream fetch. Changes through the gateway
  * void the affected entries for every identity, in this replica, in Redis and (by pub/sub) in the others.
+ * Entries outlive their TTL by Immich's `stale-if-error` (within the byte bounds): when Immich is
+ * unreachable, its breaker open, or it answers 5xx, such an entry is served to the same key, marked
+ * `X-Cache: STALE`. An optional disk tier keeps entries across restarts.
  */
 export const thumbnailCache = definePolicy({
   name: 'thumbnail-cache',
   phase: 'cache',
   options: thumbnailCacheOptions,
-  create(options, { deps, onClose }) {
-    const { metrics, forwarder, logger } = deps
+  async create(options, { deps, onClose }) {
+    const { metrics, forwarder, logger, health } = deps
     const limits: StorageLimits = {
       ttlSeconds: options.ttlSeconds,
       heuristicTtlSeconds: options.heuristicTtlSeconds,
       revalidateNoCache: options.revalidateNoCache,
+      staleIfErrorSeconds: options.staleIfErrorSeconds,
     }
     const holdMs = options.invalidationHoldSeconds * 1000
     const maxEntryBytes = options.maxEntryBytes
@@ -92,11 +98,35 @@ export const thumbnailCache = definePolicy({
             onError: redisError,
           })
         : undefined
+    let lastDiskWarning = 0
+    const diskBytes = metrics.cacheStoredBytes.labels({ tier: 'disk' })
+    const disk =
+      options.disk.dir !== undefined
+        ? await DiskStore.open({
+            dir: options.disk.dir,
+            maxBytes: options.disk.maxBytes,
+            current: (seq, cls, id) => memory.current(seq, cls, id),
+            onSize: (bytes) => diskBytes.set(bytes),
+            onError: (err) => {
+              const now = Date.now()
+              if (now - lastDiskWarning < 60_000) return
+              lastDiskWarning = now
+              logger.warn({ err: (err as Error)?.message }, 'thumbnail cache: disk tier error')
+            },
+          })
+        : undefined
+    if (disk) diskBytes.set(disk.size)
     if (redis) {
       onClose(
         redis.subscribe(
-          (m) => memory.invalidate(m.cls, m.ids, m.at),
-          () => memory.clear()
+          (m) => {
+            memory.invalidate(m.cls, m.ids, m.at)
+            disk?.invalidate(m.cls, m.ids)
+          },
+          () => {
+            memory.clear()
+            disk?.clear()
+          }
         )
       )
     }
@@ -170,7 +200,32 @@ export const thumbnailCache = definePolicy({
       maxAgeMs: number
       /** Asked for before (minUses): store the answer. */
       admit: boolean
+      /** An entry past its TTL that may stand in for a failed answer (stale-if-error). */
+      stale?: CacheEntry
     }
+
+    /** Forgets a key's entry in every tier (its answer changed to something else). */
+    function drop(key: string): void {
+      memory.delete(key)
+      disk?.delete(key)
+      redis?.delete(key)
+    }
+
+    /** Keeps a new entry in every tier this lookup may write to. */
+    function keep(l: Lookup, entry: CacheEntry, at: number): void {
+      memory.set(l.key, entry, l.cls, l.id)
+      if (redis !== undefined && l.gens !== undefined) redis.store(l.key, entry, l.gens, at)
+      if (disk !== undefined && memory.current(entry.seq, l.cls, l.id))
+        disk.store(l.key, entry, l.cls, l.id)
+    }
+
+    /** Is this a failure a stale entry may stand in for (Immich unreachable, refused by the breaker, 5xx)? */
+    const upstreamFailure = (err: unknown): boolean =>
+      err instanceof GatewayError &&
+      err.status >= 502 &&
+      err.status <= 504 &&
+      err.code.startsWith('UPSTREAM_') &&
+      err.code !== 'UPSTREAM_TOO_LARGE'
 
     /** A miss: stream the answer through, keeping a copy when it may be stored and fits. */
     function fetchAndStore(
@@ -178,6 +233,7 @@ export const thumbnailCache = definePolicy({
       l: Lookup,
       flight?: Flight<CacheEntry>
     ): Promise<Response> {
+      if (l.stale !== undefined) return refetch(c, l, l.stale, flight)
       count('miss', l.route)
       c.get('notes').cache = 'MISS'
       const head = c.get('upstream').method === 'HEAD'
@@ -219,8 +275,7 @@ export const thumbnailCache = definePolicy({
               return flight?.settle(undefined)
             const at = Date.now()
             const entry = buildEntry(headers, bodyOf(chunks, size), plan, at, l.seq)
-            memory.set(l.key, entry, l.cls, l.id)
-            if (redis !== undefined && l.gens !== undefined) redis.store(l.key, entry, l.gens, at)
+            keep(l, entry, at)
             flight?.settle(entry)
           },
           fail() {
@@ -242,27 +297,78 @@ export const thumbnailCache = definePolicy({
       try {
         answer = await forwarder.capture(c, maxEntryBytes)
       } catch (err) {
+        if (upstreamFailure(err) && servableOnError(entry, Date.now()))
+          return send(c, entry, 'stale', l.route, Date.now())
         if (!(err instanceof GatewayError && err.code === 'UPSTREAM_TOO_LARGE')) throw err
         // The image grew past the bound: fetch it again, streamed, the client's own conditionals restored.
         memory.delete(l.key)
         delete edits['if-none-match']
         delete edits['if-modified-since']
-        return fetchAndStore(c, { ...l, gens: undefined })
+        return fetchAndStore(c, { ...l, gens: undefined, stale: undefined })
       }
       const now = Date.now()
       if (answer.status === 304) {
         entry.storedAt = now
         return send(c, entry, 'revalidated', l.route, now)
       }
-      memory.delete(l.key)
+      if (answer.status >= 500 && servableOnError(entry, now))
+        return send(c, entry, 'stale', l.route, now)
+      return answerCaptured(c, l, answer, now)
+    }
+
+    /**
+     * The key has an entry past its TTL that may stand in for a failure: the answer is taken whole
+     * (thumbnails are small), so a 5xx can still be replaced by the stale entry before anything is sent.
+     */
+    async function refetch(
+      c: Context<Env>,
+      l: Lookup,
+      stale: CacheEntry,
+      flight?: Flight<CacheEntry>
+    ): Promise<Response> {
+      let answer
+      try {
+        answer = await forwarder.capture(c, maxEntryBytes)
+      } catch (err) {
+        flight?.settle(undefined)
+        if (upstreamFailure(err) && servableOnError(stale, Date.now()))
+          return send(c, stale, 'stale', l.route, Date.now())
+        if (!(err instanceof GatewayError && err.code === 'UPSTREAM_TOO_LARGE')) throw err
+        memory.delete(l.key)
+        return fetchAndStore(c, { ...l, gens: undefined, stale: undefined })
+      }
+      const now = Date.now()
+      if (answer.status >= 500 && servableOnError(stale, now)) {
+        flight?.settle(undefined)
+        return send(c, stale, 'stale', l.route, now)
+      }
+      const response = answerCaptured(c, l, answer, now, flight)
+      flight?.settle(undefined)
+      return response
+    }
+
+    /**
+     * Immich's whole answer for a key that had an entry: stored (and sent as a miss) when it may be,
+     * otherwise sent as it is. Any answer but a 304 or a 5xx replaces the old entry: a 401 or 404 now
+     * means the old bytes must not stand in for anything later.
+     */
+    function answerCaptured(
+      c: Context<Env>,
+      l: Lookup,
+      answer: CapturedResponse,
+      now: number,
+      flight?: Flight<CacheEntry>
+    ): Response {
+      if (answer.status !== 304) drop(l.key)
       const plan =
         c.get('upstream').method === 'GET'
           ? storagePlan(answer.status, answer.headers, limits)
           : undefined
-      if (plan !== undefined && !memory.held(l.cls, l.id, now, holdMs)) {
+      if (plan !== undefined && l.admit && !memory.held(l.cls, l.id, now, holdMs)) {
         plan.ttlMs = Math.min(plan.ttlMs, l.maxAgeMs)
         const fresh = buildEntry(answer.headers, answer.body, plan, now, l.seq)
-        memory.set(l.key, fresh, l.cls, l.id)
+        keep(l, fresh, now)
+        flight?.settle(fresh)
         return send(c, fresh, 'miss', l.route, now)
       }
       count('miss', l.route)
@@ -311,8 +417,15 @@ export const thumbnailCache = definePolicy({
       const now = Date.now()
       const l: Lookup = { key, cls, id, route, seq: memory.snapshot(), maxAgeMs, admit: true }
       const entry = memory.get(key, cls, id, now)
-      if (entry !== undefined && now - entry.storedAt < maxAgeMs)
-        return Promise.resolve(use(c, l, entry, now))
+      if (entry !== undefined) {
+        if (entry.expiresAt > now && now - entry.storedAt < maxAgeMs)
+          return Promise.resolve(use(c, l, entry, now))
+        if (servableOnError(entry, now)) {
+          // Immich known down: the stale entry at once, nothing waits on Immich.
+          if (health.refusing) return Promise.resolve(send(c, entry, 'stale', route, now))
+          l.stale = entry
+        }
+      }
       l.admit = doorkeeper === undefined || doorkeeper.seen(key)
       // HEAD misses pass through (no body to keep) and lead no fetch.
       if (c.get('upstream').method === 'HEAD') return fetchAndStore(c, l)
@@ -323,8 +436,9 @@ export const thumbnailCache = definePolicy({
       // Settled by the sink when the answer is stored; this covers every other ending (not storable,
       // refused upstream, aborted), so no follower waits forever.
       const unsettled = () => flight.settle(undefined)
-      if (redis === undefined) return fetchAndStore(c, l, flight).finally(unsettled)
-      return lookupShared(c, l, flight).finally(unsettled)
+      if (redis === undefined && disk === undefined)
+        return fetchAndStore(c, l, flight).finally(unsettled)
+      return lookupTiers(c, l, flight).finally(unsettled)
     }
 
     /** Another request is fetching this key: wait for its answer. */
@@ -340,21 +454,55 @@ export const thumbnailCache = definePolicy({
       return fetchAndStore(c, { ...l, seq: memory.snapshot() })
     }
 
-    /** Not in memory: ask the shared tier (Redis), then Immich. */
-    async function lookupShared(
+    /**
+     * Not fresh in memory: ask the disk tier, then the shared tier (Redis), then Immich. An entry past
+     * its TTL found on the way is kept in memory as the stand-in for a failed answer.
+     */
+    async function lookupTiers(
       c: Context<Env>,
       l: Lookup,
       flight: Flight<CacheEntry>
     ): Promise<Response> {
-      const now = Date.now()
-      const found = await redis!.lookup(l.key, l.cls, l.id, l.seq, now)
-      if (found?.entry !== undefined && now - found.entry.storedAt < l.maxAgeMs) {
-        memory.set(l.key, found.entry, l.cls, l.id)
-        flight.settle(found.entry.revalidate ? undefined : found.entry)
-        return use(c, l, found.entry, now)
+      if (disk !== undefined) {
+        const found = await disk.get(l.key, l.seq, Date.now())
+        if (found !== undefined) {
+          const served = useFound(c, l, flight, found)
+          if (served !== undefined) return served
+        }
       }
-      l.gens = found?.gens
+      if (redis !== undefined) {
+        const found = await redis.lookup(l.key, l.cls, l.id, l.seq, Date.now())
+        if (found?.entry !== undefined) {
+          const served = useFound(c, l, flight, found.entry)
+          if (served !== undefined) return served
+        }
+        l.gens = found?.gens
+      }
+      if (l.stale !== undefined && health.refusing) {
+        flight.settle(undefined)
+        return send(c, l.stale, 'stale', l.route, Date.now())
+      }
       return fetchAndStore(c, l, flight)
+    }
+
+    /** An entry from a lower tier: served when fresh, else remembered as the lookup's stale stand-in. */
+    function useFound(
+      c: Context<Env>,
+      l: Lookup,
+      flight: Flight<CacheEntry>,
+      found: CacheEntry
+    ): Response | Promise<Response> | undefined {
+      const now = Date.now()
+      if (found.expiresAt > now && now - found.storedAt < l.maxAgeMs) {
+        memory.set(l.key, found, l.cls, l.id)
+        flight.settle(found.revalidate ? undefined : found)
+        return use(c, l, found, now)
+      }
+      if (l.stale === undefined && servableOnError(found, now)) {
+        memory.set(l.key, found, l.cls, l.id)
+        l.stale = found
+      }
+      return undefined
     }
 
     /** Lets the change through, then voids what it touched (unless Immich refused it with a 4xx). */
@@ -379,6 +527,7 @@ export const thumbnailCache = definePolicy({
       if (status >= 400 && status < 500) return
       const at = Date.now()
       memory.invalidate(rule.cls, ids, at)
+      disk?.invalidate(rule.cls, ids)
       // Not awaited (the answer is out; the access line should not wait for Redis). This replica's
       // next lookup still sees it: commands on one connection run in order.
       if (redis !== undefined) void redis.invalidate(rule.cls, ids, at)

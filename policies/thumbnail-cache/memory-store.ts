@@ -62,11 +62,14 @@ export class MemoryStore {
     return this.seq
   }
 
-  /** A live, still valid entry (expired or invalidated ones are dropped on the way). */
+  /**
+   * A still valid entry: fresh, or past its TTL but within its stale-if-error window (the caller
+   * tells them apart by `expiresAt`). Invalidated ones and those past both are dropped on the way.
+   */
   get(key: string, cls: CacheClass, id: string, now: number): CacheEntry | undefined {
     const entry = this.lru.get(key)
     if (entry === undefined) return undefined
-    if (entry.expiresAt > now && this.current(entry.seq, cls, id)) return entry
+    if (entry.staleUntil > now && this.current(entry.seq, cls, id)) return entry
     this.delete(key)
     return undefined
   }

@@ -102,11 +102,18 @@ export class RedisStore {
 
   /** Fire and forget: a failed write only costs a later miss. */
   store(key: string, entry: CacheEntry, gens: readonly number[], now: number): void {
+    // Only for its TTL: Redis has no byte bound the gateway controls, so the stale-if-error window
+    // (30 days from Immich) is kept in the bounded tiers, memory and disk, not here.
     const ttl = entry.expiresAt - now
     if (ttl <= 0) return
     this.redis
       .set(`${this.options.keyPrefix}e:${hashedKey(key)}`, encodeEntry(entry, gens), 'PX', ttl)
       .catch(this.options.onError)
+  }
+
+  /** Fire and forget: removes one key's entry. */
+  delete(key: string): void {
+    this.redis.del(`${this.options.keyPrefix}e:${hashedKey(key)}`).catch(this.options.onError)
   }
 
   /** Bumps the generations (all of the class without ids) and tells the other replicas. */

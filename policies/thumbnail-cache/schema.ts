@@ -62,6 +62,15 @@ export const thumbnailCacheOptions = z
       .describe(
         'After an asset is changed through the gateway (edit, regenerate-thumbnail job...), its answers are served but not stored for this long, so bytes Immich has not regenerated yet are not cached as current.'
       ),
+    staleIfErrorSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(30 * 86_400)
+      .default(30 * 86_400)
+      .describe(
+        "Cap of Immich's `stale-if-error` (2592000 s on thumbnails): how long past its TTL an entry is kept in memory and on disk (within their byte bounds; Redis keeps entries for their TTL only) and served, marked `X-Cache: STALE`, while Immich is unreachable, its breaker open, or it answers 5xx. 0 → never serve stale."
+      ),
     memory: z
       .object({
         maxBytes: z
@@ -98,6 +107,27 @@ export const thumbnailCacheOptions = z
       .default({ enabled: true, keyPrefix: 'immich-gateway:cache:', timeoutMs: 100 })
       .describe(
         'The shared tier for replicas (binary values with a TTL; invalidation by generation keys and pub/sub).'
+      ),
+    disk: z
+      .object({
+        dir: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            'Directory of the disk tier; unset → no disk tier. Created if missing (mode 0700); the gateway must be its only user.'
+          ),
+        maxBytes: z
+          .number()
+          .int()
+          .min(MiB)
+          .default(1024 * MiB)
+          .describe('Byte bound of the files; the least recently used are removed beyond it.'),
+      })
+      .strict()
+      .default({ maxBytes: 1024 * MiB })
+      .describe(
+        'Optional third tier on disk, for hosts without Redis: survives restarts (entries kept for their TTL plus stale-if-error), atomic writes, file names are hashes of the cache key.'
       ),
   })
   .strict()

@@ -265,6 +265,50 @@ export const upstreamSchema = z
       4,
       "Idle keep-alive sockets are closed after this (below Immich's own 5 s)."
     ),
+    // --- upstream health and circuit breaker (src/upstream/health.ts) ---
+    health: z
+      .object({
+        intervalSeconds: z
+          .number()
+          .min(0.05)
+          .max(300)
+          .default(5)
+          .describe(
+            'How often `GET /api/server/ping` is asked (immich_gateway_upstream_up, /readyz, breaker recovery).'
+          ),
+        timeoutSeconds: z
+          .number()
+          .min(0.05)
+          .max(60)
+          .default(2)
+          .describe('A probe without an answer within this time counts as Immich down.'),
+      })
+      .strict()
+      .default({ intervalSeconds: 5, timeoutSeconds: 2 })
+      .describe('The probe of Immich that tells whether it is up.'),
+    breaker: z
+      .object({
+        enabled: z
+          .boolean()
+          .default(true)
+          .describe(
+            'Answer 503 at once (Retry-After) while Immich is known down, instead of waiting on it.'
+          ),
+        failureThreshold: z
+          .number()
+          .int()
+          .min(1)
+          .max(1000)
+          .default(3)
+          .describe(
+            'Consecutive connect failures or timeouts of requests that open the breaker (a failed probe opens it at once).'
+          ),
+      })
+      .strict()
+      .default({ enabled: true, failureThreshold: 3 })
+      .describe(
+        'Circuit breaker: open after repeated failures or a failed probe, half-open (one trial request) after a probe succeeds.'
+      ),
   })
   .strict()
 

@@ -51,6 +51,9 @@ export class Metrics {
   readonly legacyRequests: Counter<'rule' | 'client'>
   readonly upstreamErrors: Counter<'kind'>
   readonly redisUp: Gauge
+  readonly upstreamUp: Gauge
+  readonly breakerState: Gauge
+  readonly breakerTransitions: Counter<'to'>
   readonly buildInfo: Gauge<'version' | 'node'>
 
   constructor(registry = new Registry(), { processMetrics = true } = {}) {
@@ -160,7 +163,7 @@ export class Metrics {
     })
     this.cacheRequests = new LeanCounter({
       name: 'immich_gateway_cache_requests_total',
-      help: 'Thumbnail cache lookups, by result (hit, miss, bypass, revalidated).',
+      help: 'Thumbnail cache lookups, by result (hit, miss, bypass, revalidated, stale).',
       labelNames: ['result', 'route'],
       registers: r,
     })
@@ -210,6 +213,28 @@ export class Metrics {
       registers: r,
     })
     this.buildInfo.set({ version: GATEWAY_VERSION, node: process.version }, 1)
+    this.upstreamUp = new Gauge({
+      name: 'immich_gateway_upstream_up',
+      help: '1 when the last probe of Immich (GET /api/server/ping) succeeded, else 0.',
+      registers: r,
+    })
+    this.breakerState = new Gauge({
+      name: 'immich_gateway_upstream_breaker_state',
+      help: 'Circuit breaker in front of Immich: 0 closed, 1 half-open, 2 open (answering 503 at once).',
+      registers: r,
+    })
+    this.breakerTransitions = new Counter({
+      name: 'immich_gateway_upstream_breaker_transitions_total',
+      help: 'Circuit breaker transitions, by the state entered (open, half_open, closed).',
+      labelNames: ['to'],
+      registers: r,
+    })
+    // Present from the start: a dashboard shows 0 rather than "No data", and a rate has a base.
+    for (const kind of ['refused', 'reset', 'timeout', 'dns', 'other'])
+      this.upstreamErrors.inc({ kind }, 0)
+    this.upstreamUp.set(0)
+    this.breakerState.set(0)
+    for (const to of ['open', 'half_open', 'closed']) this.breakerTransitions.inc({ to }, 0)
     this.redisUp = new Gauge({
       name: 'immich_gateway_redis_up',
       help: '1 when Redis is configured and reachable, 0 when configured and not, absent without Redis.',

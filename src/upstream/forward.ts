@@ -9,6 +9,8 @@ import type { Env } from '../env.js'
 import { GatewayError } from '../errors.js'
 import { writeHead } from '../server/answer.js'
 import { endToEndHeaders, responseHeaders, setForwardedHeaders } from './headers.js'
+import { PASS, REFUSED, type Admission, type UpstreamHealth } from './health.js'
+import { isBrowserNavigation, writeMaintenancePage } from './maintenance.js'
 
 export type UpstreamErrorKind = 'refused' | 'reset' | 'timeout' | 'dns' | 'other'
 
@@ -119,7 +121,16 @@ function hasBody(req: IncomingMessage): boolean {
   return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined
 }
 
-export function createForwarder(config: GatewayConfig, observer: UpstreamObserver = {}): Forwarder {
+/**
+ * The forwarder. With `health`, every exchange asks its circuit breaker first: while Immich is known
+ * down a request is refused with a 503 before anything is sent (no connect timeout to wait out), and
+ * each exchange's outcome is reported back to it.
+ */
+export function createForwarder(
+  config: GatewayConfig,
+  observer: UpstreamObserver = {},
+  health?: UpstreamHealth
+): Forwarder {
   const { upstream } = config
   const origin = new URL(upstream.url).origin
   const agent = new Agent({
@@ -153,6 +164,9 @@ export function createForwarder(config: GatewayConfig, observer: UpstreamObserve
 
   /** One upstream exchange. Resolves when the sink has ended; rejects with a GatewayError before `start`. */
   function exchange(c: Context<Env>, sink: ResponseSink): Promise<void> {
+    // Asked before anything else: a refused upload must not get its "100 Continue".
+    let admission: Admission | undefined = health === undefined ? PASS : health.admit()
+    if (admission === REFUSED) return Promise.reject(health!.refusal())
     const req = c.env.incoming
     const res = c.env.outgoing
     const up = c.get('upstream')
@@ -179,9 +193,18 @@ export function createForwarder(config: GatewayConfig, observer: UpstreamObserve
       let controller: Dispatcher.DispatchController | undefined
       let started_ = false
       let settled = false
+      /** The breaker hears of each exchange once: answered, failed to connect, or neither. */
+      const report = (kind?: UpstreamErrorKind | 'answered') => {
+        if (health === undefined || admission === undefined) return
+        if (kind === 'answered') health.succeeded(admission)
+        else if (kind === undefined) health.released(admission)
+        else health.failed(admission, kind)
+        admission = undefined
+      }
       const settle = (err?: Error) => {
         if (settled) return
         settled = true
+        report()
         res?.off('close', onClientClose)
         if (err) reject(err)
         else resolve()
@@ -202,6 +225,7 @@ export function createForwarder(config: GatewayConfig, observer: UpstreamObserve
         },
         onResponseStart(ctrl, status, rawHeaders) {
           if (status < 200) return
+          report('answered')
           observer.onHeaders?.(c, Number(process.hrtime.bigint() - started) / 1e9, status)
           try {
             sink.start(status, responseHeaders(rawHeaders as Record<string, string | string[]>))
@@ -230,6 +254,7 @@ export function createForwarder(config: GatewayConfig, observer: UpstreamObserve
             return
           }
           const { kind, status, message } = classifyUpstreamError(err)
+          report(kind)
           observer.onError?.(kind)
           if (started_) {
             sink.fail(err)
@@ -282,11 +307,17 @@ export function createForwarder(config: GatewayConfig, observer: UpstreamObserve
     try {
       await exchange(c, sink)
     } catch (err) {
-      if (err instanceof GatewayError) throw err
-      c.get('notes').aborted = err instanceof ClientGone ? 'client' : 'upstream'
-    } finally {
       c.set('bytesOut', bytesOut)
+      if (err instanceof GatewayError) {
+        // Immich unreachable and a person at a browser: a page that retries by itself, not JSON.
+        if (err.status >= 502 && err.status <= 504 && !res.headersSent && isBrowserNavigation(c))
+          return writeMaintenancePage(c, health?.retryAfter ?? '5')
+        throw err
+      }
+      c.get('notes').aborted = err instanceof ClientGone ? 'client' : 'upstream'
+      return RESPONSE_ALREADY_SENT
     }
+    c.set('bytesOut', bytesOut)
     return RESPONSE_ALREADY_SENT
   }
 

@@ -8,6 +8,7 @@ import { immichErrorBody } from '../errors.js'
 import { writeAnswer, writeSwitchingProtocols } from '../server/answer.js'
 import { classifyUpstreamError } from './forward.js'
 import { responseHeaders } from './headers.js'
+import { REFUSED } from './health.js'
 
 /** Immich's one websocket endpoint (socket.io). */
 export function isWebsocketPath(path: string): boolean {
@@ -37,6 +38,19 @@ export function forwardWebsocket(c: Context<Env>, deps: Deps): Promise<Response>
   headers.upgrade = (req.headers.upgrade as string | undefined) ?? 'websocket'
   const { metrics, logger } = deps
   const requestId = c.get('requestId')
+  const { health } = deps
+  // Immich known down: refused at once, like any request (socket.io retries with its own backoff);
+  // the pipeline answers the refusal in Immich's shape.
+  const admission = health.admit()
+  if (admission === REFUSED) return Promise.reject(health.refusal())
+  let reported = false
+  const report = (kind?: 'answered' | ReturnType<typeof classifyUpstreamError>['kind']) => {
+    if (reported) return
+    reported = true
+    if (kind === 'answered') health.succeeded(admission)
+    else if (kind === undefined) health.released(admission)
+    else health.failed(admission, kind)
+  }
 
   const upstreamReq = (origin.protocol === 'https:' ? httpsRequest : httpRequest)({
     host: origin.hostname,
@@ -50,10 +64,12 @@ export function forwardWebsocket(c: Context<Env>, deps: Deps): Promise<Response>
   let settle: (res: Response) => void = () => {}
   const settled = new Promise<Response>((resolve) => (settle = resolve))
   socket.on('error', () => {
+    report()
     upstreamReq.destroy()
     settle(RESPONSE_ALREADY_SENT)
   })
   upstreamReq.on('upgrade', (upRes, upSocket, upHead) => {
+    report('answered')
     if (socket.destroyed) {
       upSocket.destroy()
       settle(RESPONSE_ALREADY_SENT)
@@ -81,6 +97,7 @@ export function forwardWebsocket(c: Context<Env>, deps: Deps): Promise<Response>
   })
   // Immich refused the upgrade (401, 404...): relay its answer as it is.
   upstreamReq.on('response', (upRes) => {
+    report('answered')
     const chunks: Buffer[] = []
     upRes.on('data', (chunk: Buffer) => chunks.push(chunk))
     upRes.on('end', () =>
@@ -103,6 +120,7 @@ export function forwardWebsocket(c: Context<Env>, deps: Deps): Promise<Response>
   )
   upstreamReq.on('error', (err) => {
     const { kind, status, message } = classifyUpstreamError(err)
+    report(kind)
     metrics.upstreamErrors.inc({ kind })
     logger.warn({ requestId, kind }, 'websocket upstream failed')
     settle(

@@ -322,7 +322,8 @@ describe('forwarding core', () => {
 
 describe('upstream failures', () => {
   it('answers 502 in Immich error shape when Immich refuses the connection', async () => {
-    const stack = await startStack()
+    // Without the breaker (test/e2e/resilience.test.ts has it): the refused connection itself.
+    const stack = await startStack({ upstream: { breaker: { enabled: false } } })
     const port = stack.immich.port
     await stack.immich.close()
     try {

@@ -1589,9 +1589,26 @@ export async function startFakeImmich(opts: FakeImmichOptions = {}): Promise<Fak
     })
   }
 
-  const server = http.createServer({ requestTimeout: 0, keepAliveTimeout: 5000 }, (req, res) =>
-    onRequest(req, res, false)
-  )
+  // ----- the gateway's health probe ------------------------------------------------------------
+  // The gateway under test asks `GET /api/server/ping` every few seconds (src/upstream/health.ts,
+  // user agent `immich-gateway-health/1`). Answered as Immich answers a ping, but not
+  // recorded: tests count and inspect what their own clients sent.
+  function answerHealthProbe(req: IncomingMessage, res: ServerResponse): boolean {
+    if (req.url !== '/api/server/ping') return false
+    if (!header(req.headers, 'user-agent')?.startsWith('immich-gateway-health/')) return false
+    const body = '{"res":"pong"}'
+    res.writeHead(200, {
+      'x-powered-by': 'Express',
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': String(body.length),
+    })
+    res.end(body)
+    return true
+  }
+
+  const server = http.createServer({ requestTimeout: 0, keepAliveTimeout: 5000 }, (req, res) => {
+    if (!answerHealthProbe(req, res)) onRequest(req, res, false)
+  })
   server.on('checkContinue', (req, res) => onRequest(req, res, true))
   server.on('connection', (socket: Socket) => {
     sockets.add(socket)

@@ -290,6 +290,8 @@ describe('collecting expressions', () => {
       alerts.groups.flatMap((g) => g.rules).length
     )
     expect(exprs.filter((e) => e.kind === 'variable').map((e) => e.source)).toEqual([
+      'dashboard: variable "job"',
+      'dashboard: variable "instance"',
       'dashboard: variable "client"',
       'dashboard: variable "route"',
     ])
@@ -515,6 +517,51 @@ describe('dashboard', () => {
     }
   })
 
+  it('has job and instance variables, and every gateway series is scoped by them', () => {
+    expect(templating.map((v) => v.name)).toEqual([
+      'datasource',
+      'job',
+      'instance',
+      'client',
+      'route',
+    ])
+    for (const name of ['job', 'instance']) {
+      expect(variable(name), name).toMatchObject({
+        type: 'query',
+        multi: true,
+        includeAll: true,
+        allValue: '.*',
+      })
+    }
+    expect((variable('instance')!.query as { query: string }).query).toContain('job=~"$job"')
+    const exprs = [
+      ...collectExpressions()
+        .filter((e) => e.file === 'dashboard' && e.kind === 'target')
+        .map((e) => e.expr),
+    ]
+    expect(exprs.length).toBeGreaterThan(50)
+    for (const expr of exprs) {
+      for (const m of expr.matchAll(/immich_gateway_[a-z0-9_]+(\{[^}]*\})?/g)) {
+        expect(m[1] ?? '', expr).toContain('job=~"$job", instance=~"$instance"')
+      }
+    }
+  })
+
+  it('has every stat panel answer with a number even without traffic (or vector(), or a series present from the start)', async () => {
+    const fresh = await catalogFromRegistry(new Metrics(new Registry()).registry)
+    for (const panel of allPanels().filter((p) => p.type === 'stat')) {
+      for (const t of panel.targets as Json[]) {
+        const expr = String(t.expr)
+        if (/\bor vector\(-?\d+\)\s*$/.test(expr)) continue
+        // Otherwise only series a fresh gateway exports (unlabelled, or labelled and initialised).
+        for (const use of extractSelectors(substituteGrafanaVariables(expr))) {
+          const info = fresh.get(use.metric)
+          expect(info?.labelsKnown, `${String(panel.title)}: ${use.metric}`).toBe(true)
+        }
+      }
+    }
+  })
+
   it('matches multi-value variables with =~ only, and uses $__rate_interval / $__range for every window', () => {
     for (const e of collectExpressions().filter((e) => e.file === 'dashboard')) {
       expect(e.expr, e.source).not.toMatch(/\w\s*!?=\s*"[^"]*\$\{?(client|route)\b/) // = or != with a multi-value variable
@@ -563,7 +610,9 @@ describe('alert rules and scrape config', () => {
   it('covers the requested conditions', () => {
     const uses = (name: string): string[] =>
       rules.filter((r) => String(r.expr).includes(name)).map((r) => String(r.alert))
-    expect(uses('immich_gateway_upstream_errors_total').length).toBeGreaterThanOrEqual(2)
+    expect(uses('immich_gateway_upstream_up')).toEqual(['ImmichUpstreamDown'])
+    expect(uses('immich_gateway_upstream_breaker_transitions_total')).toHaveLength(1)
+    expect(uses('immich_gateway_upstream_errors_total').length).toBeGreaterThanOrEqual(1)
     expect(uses('status=~"5.."').length).toBeGreaterThanOrEqual(1)
     expect(uses('immich_gateway_login_blocked_total')).toHaveLength(1)
     expect(uses('immich_gateway_login_failures_total')).toHaveLength(1)

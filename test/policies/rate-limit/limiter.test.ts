@@ -14,6 +14,7 @@ import { Metrics } from '../../../src/observability/metrics.js'
 import { DEFAULT_ROUTES_FILE } from '../../../src/gateway.js'
 import { compileRouteTable, loadRouteTable } from '../../../src/routing/route-table.js'
 import { createForwarder } from '../../../src/upstream/forward.js'
+import { createUpstreamHealth } from '../../../src/upstream/health.js'
 import { PrivateRedis, redisOrSkip, redisServerOrSkip, uniquePrefix, waitFor } from './support.js'
 
 const sharedUrl = await redisOrSkip('limiter (shared Redis)')
@@ -41,13 +42,10 @@ function makeDeps(redisUrl?: string): Deps {
     opened.push({ close: () => client.disconnect() })
     redis = client
   }
-  return {
-    logger: pino({ level: 'silent' }),
-    metrics: new Metrics(new Registry(), { processMetrics: false }),
-    forwarder,
-    routes,
-    redis,
-  }
+  const logger = pino({ level: 'silent' })
+  const metrics = new Metrics(new Registry(), { processMetrics: false })
+  const health = createUpstreamHealth(configSchema.parse({}), { metrics, logger })
+  return { logger, metrics, forwarder, routes, redis, health }
 }
 
 function store(keyPrefix: string, extra: Partial<StoreOptions> = {}): StoreOptions {

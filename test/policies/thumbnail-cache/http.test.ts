@@ -11,7 +11,9 @@ const limits: StorageLimits = {
   ttlSeconds: 3600,
   heuristicTtlSeconds: 300,
   revalidateNoCache: true,
+  staleIfErrorSeconds: 2_592_000,
 }
+const MONTH_MS = 2_592_000_000
 const IMMICH =
   'private, max-age=86400, no-transform, stale-while-revalidate=2592000, stale-if-error=2592000'
 const webp = (extra: Record<string, string | string[]> = {}) => ({
@@ -27,26 +29,26 @@ describe('storagePlan', () => {
       string,
       number,
       Record<string, string | string[]>,
-      { ttlMs: number; revalidate: boolean } | undefined,
+      { ttlMs: number; revalidate: boolean; staleMs: number } | undefined,
     ]
   >([
     [
       "Immich's thumbnail: kept for the configured TTL (below max-age)",
       200,
       webp(),
-      { ttlMs: 3_600_000, revalidate: false },
+      { ttlMs: 3_600_000, revalidate: false, staleMs: MONTH_MS },
     ],
     [
       'max-age below the limit wins',
       200,
       webp({ 'cache-control': 'private, max-age=60' }),
-      { ttlMs: 60_000, revalidate: false },
+      { ttlMs: 60_000, revalidate: false, staleMs: 0 },
     ],
     [
       'Age is deducted',
       200,
       webp({ 'cache-control': 'max-age=60', age: '50' }),
-      { ttlMs: 10_000, revalidate: false },
+      { ttlMs: 10_000, revalidate: false, staleMs: 0 },
     ],
     ['max-age=0', 200, webp({ 'cache-control': 'max-age=0' }), undefined],
     ['no-store', 200, webp({ 'cache-control': 'private, no-store' }), undefined],
@@ -54,7 +56,7 @@ describe('storagePlan', () => {
       'person thumbnail (no-cache): stored to be revalidated',
       200,
       webp({ 'cache-control': 'private, no-cache, no-transform' }),
-      { ttlMs: 3_600_000, revalidate: true },
+      { ttlMs: 3_600_000, revalidate: true, staleMs: 0 },
     ],
     [
       'no-cache without a validator',
@@ -66,7 +68,7 @@ describe('storagePlan', () => {
       'profile image (no Cache-Control): heuristic TTL',
       200,
       { 'content-type': 'image/jpeg' },
-      { ttlMs: 300_000, revalidate: false },
+      { ttlMs: 300_000, revalidate: false, staleMs: 0 },
     ],
     ['not a 200', 206, webp(), undefined],
     ['a 304', 304, webp(), undefined],
@@ -78,16 +80,25 @@ describe('storagePlan', () => {
       'Vary: Accept-Encoding is fine',
       200,
       webp({ vary: 'Accept-Encoding' }),
-      { ttlMs: 3_600_000, revalidate: false },
+      { ttlMs: 3_600_000, revalidate: false, staleMs: MONTH_MS },
     ],
     [
       'upper-case content type',
       200,
       webp({ 'content-type': 'IMAGE/WEBP' }),
-      { ttlMs: 3_600_000, revalidate: false },
+      { ttlMs: 3_600_000, revalidate: false, staleMs: MONTH_MS },
     ],
   ])('%s', (_name, status, headers, expected) => {
     expect(storagePlan(status, headers, limits)).toEqual(expected)
+  })
+
+  it('stale-if-error: capped by the option, 0 switches it off, nonsense ignored', () => {
+    const cc = (v: string) => webp({ 'cache-control': `max-age=60, ${v}` })
+    expect(storagePlan(200, cc('stale-if-error=120'), limits)?.staleMs).toBe(120_000)
+    expect(storagePlan(200, webp(), { ...limits, staleIfErrorSeconds: 600 })?.staleMs).toBe(600_000)
+    expect(storagePlan(200, webp(), { ...limits, staleIfErrorSeconds: 0 })?.staleMs).toBe(0)
+    expect(storagePlan(200, cc('stale-if-error=abc'), limits)?.staleMs).toBe(0)
+    expect(storagePlan(200, cc('stale-if-error=-5'), limits)?.staleMs).toBe(0)
   })
 
   it('no-cache and heuristic storage can be switched off', () => {

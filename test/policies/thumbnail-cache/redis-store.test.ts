@@ -23,7 +23,7 @@ function client(at = url!): Redis {
 }
 
 const headers = { 'content-type': 'image/webp', etag: 'W/"a"' }
-const plan = { ttlMs: 60_000, revalidate: false }
+const plan = { ttlMs: 60_000, revalidate: false, staleMs: 0 }
 
 describe.runIf(url)('RedisStore', () => {
   async function ready(r: Redis) {

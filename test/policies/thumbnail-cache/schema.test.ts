@@ -30,8 +30,10 @@ describe('thumbnail-cache options', () => {
       minUses: 2,
       maxEntryBytes: 2 * 1024 * 1024,
       invalidationHoldSeconds: 30,
+      staleIfErrorSeconds: 2_592_000,
       memory: { maxBytes: 256 * 1024 * 1024 },
       redis: { enabled: true, keyPrefix: 'immich-gateway:cache:', timeoutMs: 100 },
+      disk: { maxBytes: 1024 * 1024 * 1024 },
     })
   })
 
@@ -39,6 +41,9 @@ describe('thumbnail-cache options', () => {
     [{ ttlSeconds: 0 }, 'policies.thumbnail-cache.ttlSeconds'],
     [{ memory: { maxBytes: 10 } }, 'policies.thumbnail-cache.memory.maxBytes'],
     [{ memory: { maxbytes: 1 } }, 'policies.thumbnail-cache.memory'],
+    [{ staleIfErrorSeconds: -1 }, 'policies.thumbnail-cache.staleIfErrorSeconds'],
+    [{ disk: { dir: '' } }, 'policies.thumbnail-cache.disk.dir'],
+    [{ disk: { dir: '/tmp/x', maxBytes: 10 } }, 'policies.thumbnail-cache.disk.maxBytes'],
     [
       { maxEntryBytes: 64 * 1024 * 1024, memory: { maxBytes: 8 * 1024 * 1024 } },
       'policies.thumbnail-cache.maxEntryBytes',

@@ -15,7 +15,7 @@ const headers = {
   'cache-control': 'private, max-age=86400',
   'x-powered-by': 'Express',
 }
-const plan = { ttlMs: 60_000, revalidate: false }
+const plan = { ttlMs: 60_000, revalidate: false, staleMs: 0 }
 const entry = (seq: number, bytes = 100, now = 1000): CacheEntry =>
   buildEntry(headers, Buffer.alloc(bytes, 7), plan, now, seq)
 
