@@ -6,6 +6,7 @@ import { Metrics } from '../observability/metrics.js'
 import { packageFile } from '../paths.js'
 import { compileRouteTable, loadRouteTable } from '../routing/route-table.js'
 import { createForwarder } from '../upstream/forward.js'
+import { createUpstreamHealth } from '../upstream/health.js'
 import type { GatewayConfig } from './schema.js'
 
 /**
@@ -16,11 +17,15 @@ import type { GatewayConfig } from './schema.js'
  */
 export async function checkConfig(config: GatewayConfig, routesFile?: string): Promise<void> {
   const closers: (() => void | Promise<void>)[] = []
-  const forwarder = createForwarder(config)
+  const logger = pino({ level: 'silent' })
+  const metrics = new Metrics(new Registry())
+  const health = createUpstreamHealth(config, { metrics, logger }) // never started: no probe
+  const forwarder = createForwarder(config, {}, health)
   closers.push(() => forwarder.close())
   const deps: Deps = {
-    logger: pino({ level: 'silent' }),
-    metrics: new Metrics(new Registry()),
+    logger,
+    metrics,
+    health,
     forwarder,
     routes: compileRouteTable(
       loadRouteTable(routesFile ?? packageFile('config/immich-routes.json'))
