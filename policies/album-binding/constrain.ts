@@ -94,12 +94,13 @@ const ALBUM_ID_PARAM: ReadonlySet<string> = new Set(['albumid'])
 
 /**
  * The upstream URL of a timeline request with its `albumId` forced: the one asked (if bound) or the
- * single bound album. Every spelling Immich would ignore (`albumid`, `albumId[]`) is taken out and
- * one plain `albumId` put in. An album outside the binding answers like Immich does for an album the
+ * single bound album. Every other spelling (`albumid`, `ALBUMID`) is taken out and one plain
+ * `albumId` put in. An album outside the binding answers like Immich does for an album the
  * user cannot read.
  */
 export function constrainTimeline(url: string, query: string, binding: AlbumBinding): string {
-  const asked = queryParams(query).filter((p) => p.name.toLowerCase() === 'albumid')
+  // Immich reads `albumId` only (case-sensitive); other spellings are dropped below, never judged.
+  const asked = queryParams(query).filter((p) => p.name === 'albumId')
   let albumId: string
   if (asked.length > 1) throw new GatewayError(400, 'BAD_ALBUM_ID', 'albumId must be given once')
   if (asked.length === 1) {

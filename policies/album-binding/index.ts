@@ -41,6 +41,13 @@ const NOT_ON_FETCH = [
   'if-unmodified-since',
 ]
 
+/** Changes to an album by anyone (a bound key, another key, the web app) that end its cached membership. */
+const CHANGES_ALBUM: ReadonlySet<string> = new Set([
+  'PUT /api/albums/{id}/assets',
+  'DELETE /api/albums/{id}/assets',
+  'DELETE /api/albums/{id}',
+])
+
 /** Immich's page size limit for search. */
 const PAGE_SIZE = 1000
 
@@ -90,10 +97,17 @@ export const albumBinding = definePolicy({
     onClose(cache.subscribe())
     const judge = new Judge(cache, deps, options)
 
-    // A request of an unbound principal passes by synchronously: one property read.
+    // A request of an unbound principal passes by synchronously, unless it changes an album.
     return (c, next) => {
       const binding = c.get('principal').albums
-      return binding === undefined ? next() : judge.request(c, next, binding)
+      if (binding !== undefined) return judge.request(c, next, binding)
+      const match = c.get('route')
+      if (
+        match !== undefined &&
+        CHANGES_ALBUM.has(`${c.get('upstream').method} ${match.route.path}`)
+      )
+        return judge.afterChange(c, next, (match.params.id ?? '').toLowerCase())
+      return next()
     }
   },
 })
@@ -257,6 +271,11 @@ class Judge {
       for (const id of ids as string[])
         if (!all.some((m) => m.ids.has(id.toLowerCase()))) throw assetNotFound()
     }
+    return this.afterChange(c, next, albumId)
+  }
+
+  /** Lets a change to an album through; once Immich took it, the album's membership is dropped. */
+  async afterChange(c: Context<Env>, next: Next, albumId: string): Promise<Response | void> {
     try {
       return await next()
     } finally {
