@@ -90,12 +90,19 @@ export class MembershipCache {
     const redis = this.options.redis
     if (redis === undefined) return () => {}
     const sub = redis.client.duplicate({ enableAutoPipelining: false })
-    sub.on('error', redis.onError)
+    let connectedBefore = false
+    sub.on('error', () => {})
+    // Subscribed once connected (the client has no offline queue). Notices sent while the connection
+    // was down are lost: after a reconnect, everything held in memory is dropped.
+    sub.on('ready', () => {
+      if (connectedBefore) this.memory.clear()
+      connectedBefore = true
+      sub.subscribe(this.channel!).catch(redis.onError)
+    })
     sub.on('message', (_channel: string, message: string) => {
       const [from, albumId] = message.split(' ')
       if (from !== this.instance && albumId) this.dropLocal(albumId)
     })
-    sub.subscribe(this.channel!).catch(redis.onError)
     return () => sub.disconnect()
   }
 
