@@ -1,7 +1,8 @@
+import type { OutgoingHttpHeaders } from 'node:http'
 import type { Context } from 'hono'
-import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
 import type { Deps } from '../../src/deps.js'
 import type { AlbumBinding, Env } from '../../src/env.js'
+import { writeAnswer } from '../../src/server/answer.js'
 
 function first(value: string | string[] | number | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value === undefined ? undefined : String(value)
@@ -42,17 +43,8 @@ export async function sendFilteredAlbumList(
       : []
     body = Buffer.from(JSON.stringify(kept))
   }
-  const headers: Record<string, string> = {
-    ...c.get('responseHeaders'),
-    'content-type': contentType,
-    'content-length': String(body.length),
-    'x-request-id': c.get('requestId'),
-  }
+  const headers: OutgoingHttpHeaders = { 'content-type': contentType }
   const correlation = first(answer.headers['x-correlation-id'])
   if (correlation) headers['x-correlation-id'] = correlation
-  const res = c.env.outgoing!
-  res.writeHead(answer.status, headers)
-  res.end(c.get('upstream').method === 'HEAD' ? undefined : body)
-  c.set('bytesOut', body.length)
-  return RESPONSE_ALREADY_SENT
+  return writeAnswer(c, answer.status, headers, body)
 }

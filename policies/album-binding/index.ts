@@ -3,6 +3,7 @@ import { queryParams } from '../../src/auth/credentials.js'
 import type { Deps } from '../../src/deps.js'
 import type { AlbumBinding, Env } from '../../src/env.js'
 import { GatewayError } from '../../src/errors.js'
+import { answerStatus, writeAnswer } from '../../src/server/answer.js'
 import { readRequestBody } from '../../src/upstream/body.js'
 import { definePolicy } from '../types.js'
 import {
@@ -279,9 +280,7 @@ class Judge {
     try {
       return await next()
     } finally {
-      const res = c.env.outgoing
-      const status = res?.headersSent ? res.statusCode : c.res.status
-      if (status < 400) await this.cache.changed(albumId)
+      if (answerStatus(c) < 400) await this.cache.changed(albumId)
     }
   }
 
@@ -302,10 +301,12 @@ class Judge {
     const body = parseSearchBody(await this.readBody(c))
     const plan = planSearch(body, binding, route)
     if (plan.kind === 'empty') {
-      return c.json(emptySearchAnswer(route) as object, 200, {
-        ...c.get('responseHeaders'),
-        'x-request-id': c.get('requestId'),
-      })
+      return writeAnswer(
+        c,
+        200,
+        { 'content-type': 'application/json; charset=utf-8' },
+        JSON.stringify(emptySearchAnswer(route))
+      )
     }
     const forwarded = plan.body
     // Smart search "like this asset": the asset must be one the key may see.
