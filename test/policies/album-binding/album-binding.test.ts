@@ -2,6 +2,7 @@
  * Album-bound keys end to end: a real gateway in front of the fake Immich with a small library
  * (test/fake-immich/library.ts), undici as the client.
  */
+import { randomBytes } from 'node:crypto'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { packageFile } from '../../../src/paths.js'
 import { loadRouteTable } from '../../../src/routing/route-table.js'
@@ -9,6 +10,7 @@ import { treatmentOf } from '../../../policies/album-binding/index.js'
 import { cacheKey } from '../../../policies/thumbnail-cache/key.js'
 import { albumBinding } from '../../../src/auth/keys-file.js'
 import type { Stack } from '../../support/stack.js'
+import { rawGet } from '../api-key-auth/support.js'
 import { assetIdsIn, call, gateway, makeWorld, type World } from './support.js'
 
 let world: World
@@ -431,13 +433,19 @@ describe('the rest of the gateway, for bound keys', () => {
     expect(line).toContain('ALBUM_BOUND_REFUSED')
   })
 
-  it('the websocket is refused', async () => {
-    const r = await call(
-      stack.url,
-      world.keys.frame,
-      'GET',
-      '/api/socket.io/?EIO=4&transport=polling'
-    )
-    expect(r.status).toBeGreaterThanOrEqual(400)
+  it('the websocket is refused (its events tell of every asset of the user)', async () => {
+    const upgrade = () =>
+      rawGet(stack.url, 'GET', '/api/socket.io/?EIO=4&transport=websocket', {
+        'x-api-key': world.keys.frame,
+        upgrade: 'websocket',
+        connection: 'Upgrade',
+        'sec-websocket-key': randomBytes(16).toString('base64'),
+        'sec-websocket-version': '13',
+      })
+    const before = world.immich.requests.filter((r) => r.upgrade).length
+    const bound = await upgrade()
+    expect(bound.status).toBe(403)
+    expect(bound.body).toContain('album-bound keys cannot use this route')
+    expect(world.immich.requests.filter((r) => r.upgrade).length).toBe(before)
   })
 })
