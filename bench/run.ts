@@ -212,6 +212,15 @@ const SCENARIOS: Scenario[] = [
     what: 'gateway cache HIT with an album-bound key (membership check before the cache)',
   },
   {
+    name: 'cache-hit-albums',
+    group: 'cache',
+    target: 'gateway-cache-albums',
+    request: 'thumb',
+    auth: 'gateway-key',
+    expectCache: 'HIT',
+    what: 'gateway cache HIT, album-binding on, unbound key (as cache-hit-bound otherwise)',
+  },
+  {
     name: 'cache-miss',
     group: 'cache',
     target: 'gateway-cache',
@@ -365,9 +374,15 @@ const RATIOS: Ratio[] = [
   {
     name: 'cache hit album-bound/unbound key',
     a: 'cache-hit-bound',
-    b: 'cache-hit',
+    b: 'cache-hit-albums',
     min: 0.9,
     issue: '#17',
+  },
+  {
+    name: 'cache hit album-binding on/off',
+    a: 'cache-hit-albums',
+    b: 'cache-hit',
+    issue: 'info',
   },
   {
     name: 'cache hit/nginx proxy_cache hit',

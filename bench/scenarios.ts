@@ -103,26 +103,28 @@ export async function gatewayVariants(): Promise<Map<string, VariantOrSkip>> {
         env: keyEnv,
         gatewayKey,
       })
-      add(
-        has('album-binding')
-          ? {
-              name: 'gateway-cache-bound',
-              logLevel: 'warn',
-              config: {
-                policies: {
-                  ...authPolicies(`igw-bench-bound-${runId}`),
-                  'thumbnail-cache': {},
-                  'album-binding': {},
+      // The same gateway configuration (album-binding on), one with the bound key, one unbound.
+      for (const [name, key] of [
+        ['gateway-cache-bound', boundKey],
+        ['gateway-cache-albums', gatewayKey],
+      ] as const)
+        add(
+          has('album-binding')
+            ? {
+                name,
+                logLevel: 'warn',
+                config: {
+                  policies: {
+                    ...authPolicies(`igw-bench-${name}-${runId}`),
+                    'thumbnail-cache': {},
+                    'album-binding': {},
+                  },
                 },
-              },
-              env: keyEnv,
-              gatewayKey: boundKey,
-            }
-          : {
-              name: 'gateway-cache-bound',
-              skip: 'policy album-binding not registered in policies/index.ts',
-            }
-      )
+                env: keyEnv,
+                gatewayKey: key,
+              }
+            : { name, skip: 'policy album-binding not registered in policies/index.ts' }
+        )
     }
   }
 

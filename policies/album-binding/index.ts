@@ -1,7 +1,7 @@
 import type { Context, Next } from 'hono'
 import { queryParams } from '../../src/auth/credentials.js'
 import type { Deps } from '../../src/deps.js'
-import type { AlbumBinding, Env } from '../../src/env.js'
+import type { AlbumBinding, Env, RouteInfo } from '../../src/env.js'
 import { GatewayError } from '../../src/errors.js'
 import { answerStatus, writeAnswer } from '../../src/server/answer.js'
 import { readRequestBody } from '../../src/upstream/body.js'
@@ -23,6 +23,17 @@ const TREATMENTS: ReadonlyMap<string, BoundTreatment> = new Map(Object.entries(B
 /** How an album-bound key may use `method path-template` (unlisted: refused). */
 export function treatmentOf(method: string, template: string): BoundTreatment {
   return TREATMENTS.get(`${method === 'HEAD' ? 'GET' : method} ${template}`) ?? 'refuse'
+}
+
+/** The treatment per matched route, looked up once per RouteInfo (no string built per request). */
+const treatmentCache = new WeakMap<RouteInfo, BoundTreatment>()
+function treatmentOfRoute(route: RouteInfo): BoundTreatment {
+  let t = treatmentCache.get(route)
+  if (t === undefined) {
+    t = treatmentOf(route.method, route.path)
+    treatmentCache.set(route, t)
+  }
+  return t
 }
 
 /** Treatments a legacy rewrite with its own answer-building step may meet (others are refused). */
@@ -126,7 +137,8 @@ class Judge {
     const match = c.get('route')
     // Not an Immich route: the web app's files (an unknown /api path was refused by scopes).
     if (match === undefined) return next()
-    const treatment = treatmentOf(c.get('upstream').method, match.route.path)
+    // The route was matched for this method (HEAD matches the GET route).
+    const treatment = treatmentOfRoute(match.route)
     if (c.get('terminal') !== undefined && !LEGACY_REBUILD_OK.has(treatment)) throw refused()
     c.get('notes').albumBinding = treatment
     switch (treatment) {
