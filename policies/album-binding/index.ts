@@ -116,7 +116,8 @@ export const albumBinding = definePolicy({
       const match = c.get('route')
       if (
         match !== undefined &&
-        CHANGES_ALBUM.has(`${c.get('upstream').method} ${match.route.path}`)
+        match.route.method !== 'GET' &&
+        CHANGES_ALBUM.has(`${match.route.method} ${match.route.path}`)
       )
         return judge.afterChange(c, next, (match.params.id ?? '').toLowerCase())
       return next()

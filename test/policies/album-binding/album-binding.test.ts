@@ -425,6 +425,24 @@ describe('the rest of the gateway, for bound keys', () => {
     expect(albumBinding([world.hallway.id.toUpperCase()]).tag).toBe(binding.tag)
   })
 
+  it('rate limits count a bound key like any other', async () => {
+    const s = await gateway(
+      world,
+      {},
+      {
+        policies: { 'rate-limit': { clients: { frame: { thumbnails: { points: 3 } } } } },
+      }
+    )
+    extra.push(s)
+    const id = [...world.hallway.assetIds][4]!
+    const statuses: number[] = []
+    for (let i = 0; i < 5; i++)
+      statuses.push(
+        (await call(s.url, world.keys.frame, 'GET', `/api/assets/${id}/thumbnail`)).status
+      )
+    expect(statuses).toEqual([200, 200, 200, 429, 429])
+  })
+
   it('metrics and access logs label bound requests by client', async () => {
     await call(stack.url, world.keys.frame, 'GET', '/api/people')
     const text = await stack.gateway.deps.metrics.registry.metrics()
