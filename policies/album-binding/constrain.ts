@@ -4,7 +4,7 @@
  * bound albums cannot be put into one search: a request names one (or more) of them, or a key bound
  * to exactly one album gets it put in.
  */
-import { queryParams, removeQueryParams } from '../../src/auth/credentials.js'
+import { queryParams } from '../../src/auth/credentials.js'
 import type { AlbumBinding } from '../../src/env.js'
 import { GatewayError } from '../../src/errors.js'
 
@@ -90,7 +90,16 @@ export function pickWeighted(ids: readonly string[], sizes: readonly number[]): 
   return ids[ids.length - 1]!
 }
 
-const ALBUM_ID_PARAM: ReadonlySet<string> = new Set(['albumid'])
+/** `url` without any parameter whose decoded name is `albumId` in any case (`albumid`, `albumId[]`). */
+function withoutAlbumId(url: string): string {
+  const q = url.indexOf('?')
+  if (q === -1) return url
+  const kept = url
+    .slice(q + 1)
+    .split('&')
+    .filter((pair) => pair !== '' && queryParams(`?${pair}`)[0]?.name.toLowerCase() !== 'albumid')
+  return kept.length ? `${url.slice(0, q)}?${kept.join('&')}` : url.slice(0, q)
+}
 
 /**
  * The upstream URL of a timeline request with its `albumId` forced: the one asked (if bound) or the
@@ -116,6 +125,6 @@ export function constrainTimeline(url: string, query: string, binding: AlbumBind
       'This key is bound to several albums: name one of them with albumId'
     )
   }
-  const rest = removeQueryParams(url, ALBUM_ID_PARAM)
+  const rest = withoutAlbumId(url)
   return `${rest}${rest.includes('?') ? '&' : '?'}albumId=${albumId}`
 }
