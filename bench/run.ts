@@ -27,6 +27,7 @@ import {
   type Proc,
 } from './lib/procs.js'
 import { gatewayVariants, type GatewayVariant, type VariantOrSkip } from './scenarios.js'
+import { BENCH_ASSET_ID } from './album.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const RESULTS = join(ROOT, 'bench', 'results')
@@ -60,7 +61,7 @@ const TWO_CPUS = cpus().length >= 2
 const SERVER_CPU = TWO_CPUS ? '1' : undefined
 const SIDE_CPU = TWO_CPUS ? '0' : undefined
 
-export const ASSET_ID = '8f2c4e1a-3b5d-4c7e-9f10-2a3b4c5d6e7f'
+export const ASSET_ID = BENCH_ASSET_ID
 const ADMIN_KEY = 'fake-admin-key'
 
 // ---------------------------------------------------------------------------------------------
@@ -200,6 +201,24 @@ const SCENARIOS: Scenario[] = [
     auth: 'gateway-key',
     expectCache: 'HIT',
     what: 'gateway cache HIT (key + scopes + limiter + cache)',
+  },
+  {
+    name: 'cache-hit-bound',
+    group: 'cache',
+    target: 'gateway-cache-bound',
+    request: 'thumb',
+    auth: 'gateway-key',
+    expectCache: 'HIT',
+    what: 'gateway cache HIT with an album-bound key (membership check before the cache)',
+  },
+  {
+    name: 'cache-hit-albums',
+    group: 'cache',
+    target: 'gateway-cache-albums',
+    request: 'thumb',
+    auth: 'gateway-key',
+    expectCache: 'HIT',
+    what: 'gateway cache HIT, album-binding on, unbound key (as cache-hit-bound otherwise)',
   },
   {
     name: 'cache-miss',
@@ -352,6 +371,19 @@ const RATIOS: Ratio[] = [
     issue: '#12',
   },
   { name: 'engine this/alt: cache hit', a: 'cache-hit', b: 'alt-cache-hit', issue: '#12' },
+  {
+    name: 'cache hit album-bound/unbound key',
+    a: 'cache-hit-bound',
+    b: 'cache-hit-albums',
+    min: 0.9,
+    issue: '#17',
+  },
+  {
+    name: 'cache hit album-binding on/off',
+    a: 'cache-hit-albums',
+    b: 'cache-hit',
+    issue: 'info',
+  },
   {
     name: 'cache hit/nginx proxy_cache hit',
     a: 'cache-hit',

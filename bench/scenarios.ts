@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { POLICIES } from '../policies/index.js'
 import { configSchema } from '../src/config/schema.js'
+import { BENCH_ALBUM_ID } from './album.js'
 
 export interface GatewayVariant {
   name: string
@@ -40,10 +41,14 @@ export async function gatewayVariants(): Promise<Map<string, VariantOrSkip>> {
   // A gateway client with a read scope; the gateway injects the fake Immich's admin key upstream.
   const gatewayKey = `igw_${randomBytes(32).toString('base64url')}`
   const keysFile = join(mkdtempSync(join(tmpdir(), 'igw-bench-keys-')), 'keys.yaml')
+  // The same client bound to the benchmark album (bench/album.ts): issue #17's comparison.
+  const boundKey = `igw_${randomBytes(32).toString('base64url')}`
+  const entry = (name: string, key: string, extra = '') =>
+    `  - name: ${name}\n    keyHash: "sha256:${createHash('sha256').update(key).digest('hex')}"\n` +
+    `    scopes: [asset.view, asset.read, server.about]\n    upstreamKeyEnv: BENCH_IMMICH_KEY\n${extra}`
   writeFileSync(
     keysFile,
-    `clients:\n  - name: bench\n    keyHash: "sha256:${createHash('sha256').update(gatewayKey).digest('hex')}"\n` +
-      `    scopes: [asset.view, asset.read, server.about]\n    upstreamKeyEnv: BENCH_IMMICH_KEY\n`
+    `clients:\n${entry('bench', gatewayKey)}${entry('bench-bound', boundKey, `    albums: [${BENCH_ALBUM_ID}]\n`)}`
   )
   const keyEnv = { BENCH_IMMICH_KEY: 'fake-admin-key', GATEWAY_KEYS_FILE: keysFile }
   // Budgets no benchmark reaches: the limiter counts every request but never refuses one.
@@ -98,6 +103,28 @@ export async function gatewayVariants(): Promise<Map<string, VariantOrSkip>> {
         env: keyEnv,
         gatewayKey,
       })
+      // The same gateway configuration (album-binding on), one with the bound key, one unbound.
+      for (const [name, key] of [
+        ['gateway-cache-bound', boundKey],
+        ['gateway-cache-albums', gatewayKey],
+      ] as const)
+        add(
+          has('album-binding')
+            ? {
+                name,
+                logLevel: 'warn',
+                config: {
+                  policies: {
+                    ...authPolicies(`igw-bench-${name}-${runId}`),
+                    'thumbnail-cache': {},
+                    'album-binding': {},
+                  },
+                },
+                env: keyEnv,
+                gatewayKey: key,
+              }
+            : { name, skip: 'policy album-binding not registered in policies/index.ts' }
+        )
     }
   }
 

@@ -9,6 +9,7 @@ import { apiKeyAuth } from './api-key-auth/index.js'
 import { jwtAuth } from './jwt-auth/index.js'
 import { nativeAuth } from './native-auth/index.js'
 import { scopes } from './scopes/index.js'
+import { albumBinding } from './album-binding/index.js'
 import { loginGuard } from './login-guard/index.js'
 import { rateLimit } from './rate-limit/index.js'
 import { thumbnailCache } from './thumbnail-cache/index.js'
@@ -20,6 +21,7 @@ export const POLICIES: readonly PolicyDefinition[] = [
   jwtAuth,
   nativeAuth,
   scopes,
+  albumBinding,
   rateLimit,
   loginGuard,
   thumbnailCache,

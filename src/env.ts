@@ -35,6 +35,14 @@ export interface LegacyMatch {
   responseTransform?: string
 }
 
+/** The albums a gateway key is bound to (keys file `albums`): it sees only their assets. */
+export interface AlbumBinding {
+  /** Lower-case album ids. */
+  ids: ReadonlySet<string>
+  /** Short digest of the sorted ids: what cache keys hold instead of the list. */
+  tag: string
+}
+
 export type PrincipalKind = 'gateway-key' | 'jwt' | 'native' | 'shared-link' | 'anonymous'
 
 /** Exactly one per request, set by the authenticate phase. */
@@ -49,6 +57,8 @@ export interface Principal {
    * rate-limit keys use it, so nothing crosses users. Never the credential itself.
    */
   upstreamIdentity: string
+  /** Set for an album-bound gateway key (policies/album-binding judges its requests). */
+  albums?: AlbumBinding
 }
 
 /**

@@ -25,7 +25,7 @@ import { forwardWebsocket, isWebsocketPath } from './upstream/websocket.js'
  *   3 legacy       old routes rewritten to their current twins, before anything judges them
  *   4 route        Immich's route table: template, permission, flags
  *   5 authenticate api-key-auth, jwt-auth, native-auth
- *   6 authorize    scopes
+ *   6 authorize    scopes, album-binding
  *   7 rate-limit   rate-limit, login-guard
  *   8 cache        thumbnail-cache
  *   9 forward      to Immich, streamed both ways; websocket upgrades socket to socket
@@ -81,7 +81,7 @@ export function createApp(
   use('legacy-routes')
   app.use(route(deps))
   use('api-key-auth', 'jwt-auth', 'native-auth')
-  use('scopes')
+  use('scopes', 'album-binding')
   use('rate-limit', 'login-guard')
   use('thumbnail-cache')
   app.all('*', forward(deps))

@@ -99,6 +99,7 @@ export const apiKeyAuth = definePolicy({
         client: client.name,
         scopes: client.scopes,
         upstreamIdentity: client.upstreamIdentity,
+        ...(client.albums ? { albums: client.albums } : {}),
       })
       injectUpstreamKey(c, client.upstreamKey)
       c.get('notes').keyVia = first.via

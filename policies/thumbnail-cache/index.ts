@@ -412,7 +412,13 @@ export const thumbnailCache = definePolicy({
         principal.kind === 'shared-link'
           ? `${principal.upstreamIdentity}\0${sharedLinkToken(c.env.incoming.headers.cookie)}`
           : principal.upstreamIdentity
-      const key = cacheKey(cls, id, identity, q === -1 ? '' : url.slice(q + 1))
+      const key = cacheKey(
+        cls,
+        id,
+        identity,
+        q === -1 ? '' : url.slice(q + 1),
+        principal.albums?.tag
+      )
       if (key === undefined) return bypass(c, next, route)
       const now = Date.now()
       const l: Lookup = { key, cls, id, route, seq: memory.snapshot(), maxAgeMs, admit: true }

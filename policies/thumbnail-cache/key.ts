@@ -51,18 +51,22 @@ function paramName(query: string, from: number, to: number): string {
  * The cache key: the principal's upstream identity, class, lower-cased id (Immich ids are UUIDs,
  * case-insensitive) and the normalized query. The identity comes first and length-prefixed, so no
  * id or query can make one identity's key equal another's: an entry can only ever be served to the
- * identity Immich served it to. Undefined means "do not cache this request".
+ * identity Immich served it to. An album-bound key's binding (`AlbumBinding.tag`) is part of the
+ * identity: its entries are its own, whatever the order of the phases that judge it.
+ * Undefined means "do not cache this request".
  */
 export function cacheKey(
   cls: CacheClass,
   id: string,
   upstreamIdentity: string,
-  query: string
+  query: string,
+  albumBinding = ''
 ): string | undefined {
   if (upstreamIdentity === '' || id === '' || id.includes('|')) return undefined
   const normalized = normalizeQuery(query)
   if (normalized === undefined) return undefined
-  return `${upstreamIdentity.length}:${upstreamIdentity}|${cls}|${id.toLowerCase()}|${normalized}`
+  const who = albumBinding === '' ? upstreamIdentity : `${upstreamIdentity}\0albums:${albumBinding}`
+  return `${who.length}:${who}|${cls}|${id.toLowerCase()}|${normalized}`
 }
 
 /**

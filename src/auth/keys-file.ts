@@ -3,7 +3,7 @@
  * with the sha-256 of its key (never the key), its scopes, and the env var holding the Immich API key
  * the gateway injects for it.
  */
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import {
   closeSync,
   fsyncSync,
@@ -18,6 +18,7 @@ import {
 import { basename, dirname, join, resolve } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
+import type { AlbumBinding } from '../env.js'
 import { AddressSet } from '../net.js'
 import { credentialIdentity, KEY_HASH_PATTERN } from './hash.js'
 import { GATEWAY_KEY_PATTERN } from './keygen.js'
@@ -60,6 +61,21 @@ const keyHashField = z
     'expected "sha256:" followed by 64 lower-case hex digits'
   )
 
+const ALBUM_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+const albumIdsField = z
+  .array(z.string().regex(ALBUM_ID, 'expected an Immich album id (a UUID)'))
+  .min(1)
+
+/** The binding a client's `albums` list makes (ids lower-cased, tag = digest of the sorted set). */
+export function albumBinding(ids: readonly string[]): AlbumBinding {
+  const set = new Set(ids.map((id) => id.toLowerCase()))
+  const tag = createHash('sha256')
+    .update([...set].sort().join(','))
+    .digest('base64url')
+    .slice(0, 16)
+  return { ids: set, tag }
+}
+
 const clientSchema = z
   .object({
     name: z
@@ -95,6 +111,11 @@ const clientSchema = z
       )
       .optional()
       .describe('Keys replaced by `keys rotate`, valid for a grace period.'),
+    albums: albumIdsField
+      .optional()
+      .describe(
+        'Album ids: the key sees only the assets of these albums, and only these albums (policies/album-binding).'
+      ),
     createdAt: timestamp.optional().describe('When the key was made (informational).'),
     description: z.string().max(500).optional().describe('Free text for humans.'),
   })
@@ -157,6 +178,7 @@ export interface GatewayClient {
   /** epoch ms */
   expiresAt?: number
   allowFrom?: AddressSet
+  albums?: AlbumBinding
 }
 
 interface KeyTableEntry {
@@ -215,6 +237,7 @@ export function buildKeyTable(
       upstreamIdentity: credentialIdentity('u:', upstreamKey),
       ...(entry.expiresAt ? { expiresAt: Date.parse(entry.expiresAt) } : {}),
       ...(allowFrom ? { allowFrom } : {}),
+      ...(entry.albums ? { albums: albumBinding(entry.albums) } : {}),
     }
     clients.set(entry.name, client)
     const add = (hash: string, field: string, validUntil?: number) => {

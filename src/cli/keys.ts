@@ -96,11 +96,12 @@ const add = (args: string[]): number => {
       expires: { type: 'string' },
       'allow-from': { type: 'string' },
       description: { type: 'string' },
+      albums: { type: 'string' },
       file: { type: 'string' },
     },
   })
   const usage =
-    'keys add --name NAME --scopes a,b [--upstream-key-env VAR] [--expires 90d] [--allow-from cidr,..] [--description TEXT] [--file F]'
+    'keys add --name NAME --scopes a,b [--upstream-key-env VAR] [--expires 90d] [--allow-from cidr,..] [--albums ID,..] [--description TEXT] [--file F]'
   if (!values.name || !values.scopes) throw new UsageError(usage)
   if (!CLIENT_NAME.test(values.name))
     throw new UsageError(
@@ -118,6 +119,9 @@ const add = (args: string[]): number => {
   } catch (err) {
     throw new Error(`--allow-from: ${(err as Error).message}`, { cause: err })
   }
+  const albums = list(values.albums)
+  if (values.albums !== undefined && albums.length === 0)
+    throw new UsageError('--albums: expected album ids, comma-separated')
   const upstreamKeyEnv = values['upstream-key-env'] ?? DEFAULT_UPSTREAM_KEY_ENV
   if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(upstreamKeyEnv))
     throw new UsageError('--upstream-key-env: expected an environment variable name')
@@ -135,11 +139,12 @@ const add = (args: string[]): number => {
     upstreamKeyEnv,
     ...(values.expires ? { expiresAt: instant(values.expires, '--expires') } : {}),
     ...(allowFrom.length ? { allowFrom } : {}),
+    ...(albums.length ? { albums } : {}),
     ...(values.description ? { description: values.description } : {}),
     createdAt: new Date().toISOString(),
   }
   const node = keys.doc.createNode(entry) as YAMLMap
-  for (const field of ['scopes', 'allowFrom']) {
+  for (const field of ['scopes', 'allowFrom', 'albums']) {
     const seq = node.get(field)
     if (isSeq(seq)) seq.flow = true
   }
@@ -152,7 +157,7 @@ const add = (args: string[]): number => {
   }
   out(`added client ${entry.name} to ${keys.file}`)
   out(
-    `  scopes: ${scopes.join(', ')}; Immich key from $${upstreamKeyEnv}${entry.expiresAt ? `; expires ${entry.expiresAt}` : ''}${allowFrom.length ? `; from ${allowFrom.join(', ')}` : ''}`
+    `  scopes: ${scopes.join(', ')}; Immich key from $${upstreamKeyEnv}${entry.expiresAt ? `; expires ${entry.expiresAt}` : ''}${allowFrom.length ? `; from ${allowFrom.join(', ')}` : ''}${albums.length ? `; only albums ${albums.join(', ')}` : ''}`
   )
   out('The key is shown only now; give it to the client:')
   out(key)
