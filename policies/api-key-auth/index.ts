@@ -9,7 +9,7 @@ import {
   upstreamView,
 } from '../../src/auth/credentials.js'
 import { GATEWAY_KEY_PREFIX } from '../../src/auth/keygen.js'
-import { KeysFileError, resolveKeysFile } from '../../src/auth/keys-file.js'
+import { activeScopes, KeysFileError, resolveKeysFile } from '../../src/auth/keys-file.js'
 import { KeysStore } from '../../src/auth/keys-store.js'
 import { refuse } from '../../src/auth/refusal.js'
 import { requireScopesPolicy, ScopeError } from '../../src/auth/scopes.js'
@@ -92,11 +92,14 @@ export const apiKeyAuth = definePolicy({
       if (client.allowFrom && !client.allowFrom.has(c.get('clientIp'))) {
         throw refuse(metrics, 'ip_not_allowed', 403, 'API key not allowed from this address')
       }
+      const { scopes, learning } = activeScopes(client)
       c.set('principal', {
         kind: 'gateway-key',
         client: client.name,
-        scopes: client.scopes,
+        scopes,
         upstreamIdentity: client.upstreamIdentity,
+        ...(learning ? { learning } : {}),
+        ...(client.reportOnly ? { reportOnly: true } : {}),
       })
       injectUpstreamKey(c, client.upstreamKey)
       c.get('notes').keyVia = first.via

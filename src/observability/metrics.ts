@@ -37,6 +37,7 @@ export class Metrics {
   readonly websocketConnections: Counter<'client' | 'outcome'>
   readonly connectionsRefused: Counter<'reason'>
   readonly authFailures: Counter<'reason'>
+  readonly scopeWouldRefuse: Counter<'client' | 'permission'>
   readonly rateLimited: Counter<'class' | 'client'>
   readonly rateLimitStoreErrors: Counter<'store'>
   readonly rateLimitInsurance: Gauge
@@ -120,6 +121,12 @@ export class Metrics {
       name: 'immich_gateway_auth_failures_total',
       help: 'Requests refused by authentication or authorization, by reason.',
       labelNames: ['reason'],
+      registers: r,
+    })
+    this.scopeWouldRefuse = new Counter({
+      name: 'immich_gateway_scope_would_refuse_total',
+      help: 'Calls of report-only keys outside their scopes: forwarded, but the scopes would have refused them.',
+      labelNames: ['client', 'permission'],
       registers: r,
     })
     this.rateLimited = new Counter({
