@@ -44,7 +44,11 @@ export const scopes = definePolicy({
       if (principal.kind === 'gateway-key' || principal.kind === 'jwt') {
         const path = c.get('path')
         const route = c.get('route')?.route
-        const decision = decideAccess(principal.scopes ?? NO_SCOPES, { path, route }, websocketPermission)
+        const decision = decideAccess(
+          principal.scopes ?? NO_SCOPES,
+          { path, route },
+          websocketPermission
+        )
         if (principal.learning && decision.permission !== null) {
           const template = route ? route.path : SOCKET_ROUTE
           const method = route ? route.method : 'GET'
@@ -52,7 +56,10 @@ export const scopes = definePolicy({
         }
         if (!decision.allowed) {
           if (principal.reportOnly && decision.reason === 'missing_permission') {
-            metrics.scopeWouldRefuse.inc({ client: principal.client, permission: decision.permission! })
+            metrics.scopeWouldRefuse.inc({
+              client: principal.client,
+              permission: decision.permission!,
+            })
             logger.warn(
               {
                 requestId: c.get('requestId'),

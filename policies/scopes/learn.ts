@@ -1,6 +1,11 @@
 import type { Redis } from 'ioredis'
 import { resolveKeysFile } from '../../src/auth/keys-file.js'
-import { FileUsageStore, RedisUsageStore, usageStateFile, type UsageStore } from '../../src/auth/usage.js'
+import {
+  FileUsageStore,
+  RedisUsageStore,
+  usageStateFile,
+  type UsageStore,
+} from '../../src/auth/usage.js'
 import type { GatewayConfig } from '../../src/config/schema.js'
 import { scopesOptions, type ScopesOptions } from './schema.js'
 

@@ -85,7 +85,9 @@ const clientSchema = z
       .object({
         until: timestamp
           .optional()
-          .describe('Learning ends at this instant; the key then has its `scopes`. Unset: until tightened.'),
+          .describe(
+            'Learning ends at this instant; the key then has its `scopes`. Unset: until tightened.'
+          ),
         base: z
           .array(z.string().min(1))
           .min(1)

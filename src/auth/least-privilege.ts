@@ -20,7 +20,8 @@ function routes(): RouteInfo[] {
  */
 export function nonAdminPermissions(table: readonly RouteInfo[] = routes()): Set<string> {
   const out = new Set<string>()
-  for (const r of table) if (!r.adminOnly && r.permission !== null && r.permission !== 'all') out.add(r.permission)
+  for (const r of table)
+    if (!r.adminOnly && r.permission !== null && r.permission !== 'all') out.add(r.permission)
   return out
 }
 
@@ -71,7 +72,15 @@ function byPermission(entries: UsageEntry[]): PermissionUsage[] {
   for (const e of entries) {
     let p = out.get(e.permission)
     if (!p) {
-      p = { permission: e.permission, granted: 0, refused: 0, first: e.first, last: e.last, routes: [], counts: new Map() }
+      p = {
+        permission: e.permission,
+        granted: 0,
+        refused: 0,
+        first: e.first,
+        last: e.last,
+        routes: [],
+        counts: new Map(),
+      }
       out.set(e.permission, p)
     }
     p.granted += e.granted
@@ -86,11 +95,18 @@ function byPermission(entries: UsageEntry[]): PermissionUsage[] {
       ...p,
       routes: [...counts].sort((a, b) => b[1] - a[1]).map(([r]) => r),
     }))
-    .sort((a, b) => b.granted + b.refused - (a.granted + a.refused) || a.permission.localeCompare(b.permission))
+    .sort(
+      (a, b) =>
+        b.granted + b.refused - (a.granted + a.refused) || a.permission.localeCompare(b.permission)
+    )
 }
 
 /** `held`: the permissions the key holds (its learning base while learning), concrete or `all`. */
-export function usageReport(client: string, usage: ClientUsage, held: readonly string[]): UsageReport {
+export function usageReport(
+  client: string,
+  usage: ClientUsage,
+  held: readonly string[]
+): UsageReport {
   const all = byPermission(usageEntries(usage))
   const used = all.filter((p) => p.granted > 0)
   const usedNames = new Set(used.map((p) => p.permission))

@@ -38,7 +38,11 @@ export function readMintedSecrets(keysFile: string): Map<string, string> {
 }
 
 /** Sets (or with `undefined`, removes) one client's secret. The file stays 0600. */
-export function writeMintedSecret(keysFile: string, client: string, secret: string | undefined): void {
+export function writeMintedSecret(
+  keysFile: string,
+  client: string,
+  secret: string | undefined
+): void {
   const secrets = readMintedSecrets(keysFile)
   if (secret === undefined) secrets.delete(client)
   else secrets.set(client, secret)

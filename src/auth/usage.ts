@@ -38,7 +38,11 @@ export function usageField(permission: string, method: string, route: string): s
   return `${permission} ${method} ${route}`
 }
 
-export function parseUsageField(field: string): { permission: string; method: string; route: string } {
+export function parseUsageField(field: string): {
+  permission: string
+  method: string
+  route: string
+} {
   const [permission = '', method = '', ...rest] = field.split(' ')
   return { permission, method, route: rest.join(' ') }
 }
@@ -76,7 +80,10 @@ export function usageStateFile(keysFile: string): string {
 
 interface StateFileShape {
   version: 1
-  clients: Record<string, Record<string, [granted: number, refused: number, first: number, last: number]>>
+  clients: Record<
+    string,
+    Record<string, [granted: number, refused: number, first: number, last: number]>
+  >
 }
 
 /** A JSON file, rewritten atomically on each flush (the gateway is its only regular writer). */
@@ -211,7 +218,13 @@ export class UsageRecorder {
     this.timer.unref()
   }
 
-  record(client: string, permission: string, method: string, route: string, granted: boolean): void {
+  record(
+    client: string,
+    permission: string,
+    method: string,
+    route: string,
+    granted: boolean
+  ): void {
     let usage = this.pending.get(client)
     if (!usage) this.pending.set(client, (usage = new Map()))
     const field = usageField(permission, method, route)
@@ -221,7 +234,13 @@ export class UsageRecorder {
       if (granted) cell.granted++
       else cell.refused++
       cell.last = now
-    } else usage.set(field, { granted: granted ? 1 : 0, refused: granted ? 0 : 1, first: now, last: now })
+    } else
+      usage.set(field, {
+        granted: granted ? 1 : 0,
+        refused: granted ? 0 : 1,
+        first: now,
+        last: now,
+      })
   }
 
   /** Writes what was counted since the last flush. */

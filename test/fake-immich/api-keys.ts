@@ -6,7 +6,11 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import type { RouteInfo } from '../../src/env.js'
 import { packageFile } from '../../src/paths.js'
-import { compileRouteTable, loadRouteTable, type RouteMatcher } from '../../src/routing/route-table.js'
+import {
+  compileRouteTable,
+  loadRouteTable,
+  type RouteMatcher,
+} from '../../src/routing/route-table.js'
 
 export interface MintedKey {
   id: string

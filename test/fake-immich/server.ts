@@ -1037,7 +1037,15 @@ export async function startFakeImmich(opts: FakeImmichOptions = {}): Promise<Fak
       re: /^\/api\/api-keys$/,
       handler: (ctx) => {
         const a = requireAuth(ctx)
-        if (a) sendJson(ctx, 200, minted.list().filter((k) => k.userId === a.user.id).map(apiKeyDto))
+        if (a)
+          sendJson(
+            ctx,
+            200,
+            minted
+              .list()
+              .filter((k) => k.userId === a.user.id)
+              .map(apiKeyDto)
+          )
       },
     },
     {
@@ -1053,7 +1061,13 @@ export async function startFakeImmich(opts: FakeImmichOptions = {}): Promise<Fak
           200,
           key
             ? apiKeyDto(key)
-            : { id: a.principal, name: 'fake key', createdAt: '', updatedAt: '', permissions: ['all'] }
+            : {
+                id: a.principal,
+                name: 'fake key',
+                createdAt: '',
+                updatedAt: '',
+                permissions: ['all'],
+              }
         )
       },
     },
@@ -1063,7 +1077,8 @@ export async function startFakeImmich(opts: FakeImmichOptions = {}): Promise<Fak
       handler: (ctx) => {
         const a = requireAuth(ctx)
         if (!a) return
-        if (!minted.delete(keyCaller(a), ctx.match[1]!)) return sendError(ctx, 400, 'API Key not found')
+        if (!minted.delete(keyCaller(a), ctx.match[1]!))
+          return sendError(ctx, 400, 'API Key not found')
         ctx.record.status = 204
         ctx.res.writeHead(204)
         ctx.res.end()
