@@ -212,14 +212,10 @@ export interface GatewayClient {
   reportOnly?: boolean
 }
 
-/** What the client may do at `now`: its learning base while learning, else its scopes. */
-export function activeScopes(
-  client: GatewayClient,
-  now = Date.now()
-): { scopes: ReadonlySet<string>; learning: boolean } {
+/** Whether the client is in learn mode at `now` (it then holds `learning.scopes`). */
+export function isLearning(client: GatewayClient, now = Date.now()): boolean {
   const l = client.learning
-  if (l && (l.until === undefined || now < l.until)) return { scopes: l.scopes, learning: true }
-  return { scopes: client.scopes, learning: false }
+  return l !== undefined && (l.until === undefined || now < l.until)
 }
 
 export interface KeyTableOptions {

@@ -209,8 +209,8 @@ const listCommand = (args: string[]): number => {
     const grace = (c.previous ?? []).filter((p) => Date.parse(p.validUntil) > now)
     return [
       c.name,
-      (c.learn ? `learning(${c.learn.base?.join(',') ?? 'non-admin'})→` : '') +
-        (c.scopes.join(',') || '-') +
+      (c.scopes.join(',') || '-') +
+        (c.learn ? ` (learning${c.learn.base ? ` ${c.learn.base.join(',')}` : ''})` : '') +
         (c.reportOnly ? ' (report-only)' : ''),
       c.upstreamKeyEnv ?? `minted ${c.immichKey?.id ?? ''}`,
       c.expiresAt ? `${c.expiresAt}${expired ? ' (EXPIRED)' : ''}` : 'never',
