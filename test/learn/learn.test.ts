@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import type { ClientEntry } from '../../src/auth/keys-file.js'
 import { FileUsageStore, usageStateFile } from '../../src/auth/usage.js'
 import { startFakeImmich, type FakeImmich } from '../fake-immich/server.js'
-import { client, tempDir, writeKeys } from '../policies/api-key-auth/support.js'
+import { client, remember, tempDir, writeKeys } from '../policies/api-key-auth/support.js'
 import { startStack, type Stack } from '../support/stack.js'
 import { cli } from './cli.js'
 import { EXPECTED, FIXTURES } from './fixtures.js'
@@ -102,10 +102,35 @@ describe('learn → usage → tighten on the call sequences of real clients', ()
     expect(readFileSync(keysFile, 'utf8')).toBe(before)
   })
 
-  it('keys tighten sets the used set (a preset where one matches exactly) and ends learn mode', async () => {
-    for (const fixture of FIXTURES) {
-      const run = await cli(['keys', 'tighten', fixture.name, '--file', keysFile])
-      expect(run.code, run.stderr).toBe(0)
+  it('keys tighten sets the used set (a preset where one matches exactly), ends learn mode, and a running gateway enforces it', async () => {
+    const stack = await gateway()
+    const frameKey = learners['photo-frame']!.key
+    const outside = {
+      name: 'x',
+      source: '',
+      calls: [
+        {
+          method: 'DELETE' as const,
+          path: `/api/albums/${'1'.repeat(8)}-1111-4111-8111-111111111111`,
+        },
+      ],
+    }
+    try {
+      // (No call before tightening: a learning key's calls are learned, this one too.)
+      for (const fixture of FIXTURES) {
+        const run = await cli(['keys', 'tighten', fixture.name, '--file', keysFile])
+        expect(run.code, run.stderr).toBe(0)
+      }
+      await vi.waitFor(
+        async () => {
+          expect(refusals(await replay(stack.url, frameKey, outside))).toEqual([
+            expect.stringContaining('403 Missing required permission: album.delete'),
+          ])
+        },
+        { timeout: 5000, interval: 100 }
+      )
+    } finally {
+      await stack.close()
     }
     const entries = readEntries()
     for (const entry of entries) {
@@ -239,6 +264,45 @@ describe('learned state across restarts, without Redis', () => {
     expect(usage.get('album.read GET /api/albums')).toMatchObject({ granted: 0, refused: 1 })
     expect(usage.get('person.read GET /api/people')).toMatchObject({ granted: 1, refused: 0 })
     expect((await new FileUsageStore(usageStateFile(file)).read('past')).size).toBe(0)
+  })
+})
+
+describe('keys add --learn / --report-only', () => {
+  it('writes the learn field (until, base) and reportOnly', async () => {
+    const file = join(dir, 'add.yaml')
+    const env = { IGW_TEST_LEARN_KEY: 'x' }
+    const run = await cli(
+      [
+        'keys',
+        'add',
+        '--name',
+        'tablet',
+        '--learn',
+        '--for',
+        '7d',
+        '--scopes',
+        'read-only',
+        '--report-only',
+        '--upstream-key-env',
+        'IGW_TEST_LEARN_KEY',
+        '--file',
+        file,
+      ],
+      env
+    )
+    expect(run.code, run.stderr).toBe(0)
+    remember(run.stdout.trimEnd().split('\n').pop()!)
+    const [entry] = readEntries(file)
+    expect(entry).toMatchObject({ scopes: [], learn: { base: ['read-only'] }, reportOnly: true })
+    const days = (Date.parse(entry!.learn!.until!) - Date.now()) / 86_400_000
+    expect(days).toBeGreaterThan(6.9)
+    expect(days).toBeLessThan(7.01)
+    const bad = await cli(
+      ['keys', 'add', '--name', 'y', '--learn', '--scopes', 'nope', '--file', file],
+      env
+    )
+    expect(bad.code).toBe(1)
+    expect(bad.stderr).toMatch(/unknown scope "nope"/)
   })
 })
 
