@@ -3,13 +3,14 @@ import { ConfigError } from '../../src/config/load.js'
 import type { Env } from '../../src/env.js'
 import { refuse } from '../../src/auth/refusal.js'
 import { decideAccess, defaultCatalogue } from '../../src/auth/scopes.js'
-import { UsageRecorder } from '../../src/auth/usage.js'
+import { UsageRecorder, type RecordedRoute } from '../../src/auth/usage.js'
 import { definePolicy } from '../types.js'
 import { usageStoreFor } from './learn.js'
 import { scopesOptions } from './schema.js'
 
 const NO_SCOPES: ReadonlySet<string> = new Set()
-const SOCKET_ROUTE = '/api/socket.io'
+/** The websocket is not in the route table; learn mode records it under this one key. */
+const SOCKET_ROUTE: RecordedRoute = { method: 'GET', path: '/api/socket.io' }
 
 /**
  * Authorization. Gateway principals (gateway keys, JWTs) must hold the route's Immich permission
@@ -50,9 +51,12 @@ export const scopes = definePolicy({
           websocketPermission
         )
         if (principal.learning && decision.permission !== null) {
-          const template = route ? route.path : SOCKET_ROUTE
-          const method = route ? route.method : 'GET'
-          recorder.record(principal.client, decision.permission, method, template, decision.allowed)
+          recorder.record(
+            principal.client,
+            decision.permission,
+            route ?? SOCKET_ROUTE,
+            decision.allowed
+          )
         }
         if (!decision.allowed) {
           if (principal.reportOnly && decision.reason === 'missing_permission') {

@@ -199,13 +199,27 @@ export class RedisUsageStore implements UsageStore {
   }
 }
 
+/** What a call is recorded under: a route of the table (or the websocket), by identity. */
+export interface RecordedRoute {
+  readonly method: string
+  /** The template, `/api/assets/{id}/thumbnail`. */
+  readonly path: string
+}
+
+interface PendingCell extends UsageCell {
+  permission: string
+  route: RecordedRoute
+}
+
 /**
  * The gateway side: counts calls in memory and hands them to the store every `flushMs` and on
  * close. A failed flush keeps the counts for the next attempt (nothing learned is lost to a Redis
  * blip); the number of pending cells stays bounded by clients × routes.
+ *
+ * Per call: two Map lookups keyed by the client name and the route object (no string is built).
  */
 export class UsageRecorder {
-  private pending = new Map<string, ClientUsage>()
+  private pending = new Map<string, Map<RecordedRoute, PendingCell>>()
   private timer: NodeJS.Timeout
   private flushing: Promise<void> | undefined
 
@@ -218,29 +232,26 @@ export class UsageRecorder {
     this.timer.unref()
   }
 
-  record(
-    client: string,
-    permission: string,
-    method: string,
-    route: string,
-    granted: boolean
-  ): void {
-    let usage = this.pending.get(client)
-    if (!usage) this.pending.set(client, (usage = new Map()))
-    const field = usageField(permission, method, route)
+  /** `route` must be a stable object per route (the route table's entry): it is the key. */
+  record(client: string, permission: string, route: RecordedRoute, granted: boolean): void {
+    let cells = this.pending.get(client)
+    if (cells === undefined) this.pending.set(client, (cells = new Map()))
     const now = Date.now()
-    const cell = usage.get(field)
-    if (cell) {
-      if (granted) cell.granted++
-      else cell.refused++
-      cell.last = now
-    } else
-      usage.set(field, {
+    const cell = cells.get(route)
+    if (cell === undefined) {
+      cells.set(route, {
+        permission,
+        route,
         granted: granted ? 1 : 0,
         refused: granted ? 0 : 1,
         first: now,
         last: now,
       })
+      return
+    }
+    if (granted) cell.granted++
+    else cell.refused++
+    cell.last = now
   }
 
   /** Writes what was counted since the last flush. */
@@ -253,14 +264,30 @@ export class UsageRecorder {
     if (this.pending.size === 0) return
     const batch = this.pending
     this.pending = new Map()
-    for (const [client, usage] of batch) {
+    for (const [client, cells] of batch) {
+      const usage: ClientUsage = new Map()
+      for (const c of cells.values())
+        merge(usage, usageField(c.permission, c.route.method, c.route.path), {
+          granted: c.granted,
+          refused: c.refused,
+          first: c.first,
+          last: c.last,
+        })
       try {
         await this.store.add(client, usage)
       } catch (err) {
         // Put the counts back, merged with whatever arrived meanwhile.
         let now = this.pending.get(client)
         if (!now) this.pending.set(client, (now = new Map()))
-        for (const [field, cell] of usage) merge(now, field, cell)
+        for (const cell of cells.values()) {
+          const have = now.get(cell.route)
+          if (!have) now.set(cell.route, cell)
+          else {
+            have.granted += cell.granted
+            have.refused += cell.refused
+            have.first = Math.min(have.first, cell.first)
+          }
+        }
         this.logger.warn(
           { client, error: (err as Error).message },
           'learn mode: usage flush failed, retrying later'
