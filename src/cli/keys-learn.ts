@@ -147,15 +147,20 @@ function wrapped(words: readonly string[], indent = '  ', width = 100): void {
   if (line.trim()) out(line.replace(/, $/, ''))
 }
 
-const learn = (args: string[]): number => {
+const learn = async (args: string[]): Promise<number> => {
   const { values, positionals } = parseArgs({
     args,
-    options: { for: { type: 'string' }, scopes: { type: 'string' }, file: { type: 'string' } },
+    options: {
+      for: { type: 'string' },
+      scopes: { type: 'string' },
+      reset: { type: 'boolean' },
+      file: { type: 'string' },
+    },
     allowPositionals: true,
   })
   const name = positionals[0]
   if (!name || positionals.length > 1)
-    throw new UsageError('keys learn NAME [--for 7d] [--scopes BASE] [--file F]')
+    throw new UsageError('keys learn NAME [--for 7d] [--scopes BASE] [--reset] [--file F]')
   const base = list(values.scopes)
   if (base.length) loadScopeResolver().expand(base)
   const keys = openKeys(values.file)
@@ -163,6 +168,8 @@ const learn = (args: string[]): number => {
   const field = learnField(values.for, base)
   node.set('learn', keys.doc.createNode(field))
   if (base.length) setList(keys, node.get('learn') as YAMLMap, 'base', base)
+  // Forget what earlier learning periods saw (a new app version may need less).
+  if (values.reset) await withUsageStore(keys.file, (store) => store.clear(name))
   save(keys)
   out(
     `${name} is learning${field.until ? ` until ${field.until}` : ' until `keys tighten`'}: it may do ${base.length ? base.join(', ') : 'everything but admin routes'}, and each call is recorded (see \`keys usage ${name}\`)`

@@ -230,6 +230,15 @@ describe('learned state across restarts, without Redis', () => {
     expect(cell.first).toBeLessThan(cell.last)
   })
 
+  it('keys learn --reset starts a new learning period from nothing', async () => {
+    const file = join(dir, 'restart.yaml')
+    const store = new FileUsageStore(usageStateFile(file))
+    expect((await store.read('counter')).size).toBeGreaterThan(0)
+    const run = await cli(['keys', 'learn', 'counter', '--reset', '--file', file])
+    expect(run.code, run.stderr).toBe(0)
+    expect((await store.read('counter')).size).toBe(0)
+  })
+
   it('learning ends at learn.until: the key then has only its scopes', async () => {
     const file = join(dir, 'until.yaml')
     const past = client({
