@@ -7,6 +7,7 @@ import { chmodSync, readFileSync } from 'node:fs'
 import { basename, dirname, extname, join } from 'node:path'
 import { KeysFileError, writeFileAtomic } from './keys-file.js'
 
+/** `keys.yaml` → `keys.upstream-secrets.json`, in the same directory. */
 export function mintedSecretsFile(keysFile: string): string {
   const ext = extname(keysFile)
   return join(dirname(keysFile), `${basename(keysFile, ext)}.upstream-secrets.json`)

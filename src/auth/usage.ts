@@ -34,10 +34,12 @@ export interface UsageEntry extends UsageCell {
   route: string
 }
 
+/** The key of a usage cell: `<permission> <METHOD> <template>` (none of them contains a space). */
 export function usageField(permission: string, method: string, route: string): string {
   return `${permission} ${method} ${route}`
 }
 
+/** The parts of a usageField key. */
 export function parseUsageField(field: string): {
   permission: string
   method: string
@@ -47,6 +49,7 @@ export function parseUsageField(field: string): {
   return { permission, method, route: rest.join(' ') }
 }
 
+/** A client's usage as a list of cells with their permission and route. */
 export function usageEntries(usage: ClientUsage): UsageEntry[] {
   return [...usage].map(([field, cell]) => ({ ...parseUsageField(field), ...cell }))
 }
