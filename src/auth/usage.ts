@@ -40,7 +40,7 @@ export function usageField(permission: string, method: string, route: string): s
 }
 
 /** The parts of a usageField key. */
-export function parseUsageField(field: string): {
+function parseUsageField(field: string): {
   permission: string
   method: string
   route: string
