@@ -52,6 +52,10 @@ export interface Principal {
   client: string
   /** Gateway principals only: the granted Immich permissions (already expanded from presets). */
   scopes?: ReadonlySet<string>
+  /** Gateway keys in learn mode: the scopes policy records each call (src/auth/usage.ts). */
+  learning?: boolean
+  /** Gateway keys with `reportOnly`: calls outside the scopes are forwarded and counted, not refused. */
+  reportOnly?: boolean
   /**
    * Identity as the upstream sees it: a hash of the injected or native credential. Cache keys and
    * rate-limit keys use it, so nothing crosses users. Never the credential itself.

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Context } from 'hono'
 import { ConfigError } from '../../src/config/load.js'
-import type { Env } from '../../src/env.js'
+import type { Env, Principal } from '../../src/env.js'
 import {
   bearerToken,
   credentialQueryParams,
@@ -9,7 +9,7 @@ import {
   upstreamView,
 } from '../../src/auth/credentials.js'
 import { GATEWAY_KEY_PREFIX } from '../../src/auth/keygen.js'
-import { KeysFileError, resolveKeysFile } from '../../src/auth/keys-file.js'
+import { isLearning, KeysFileError, resolveKeysFile } from '../../src/auth/keys-file.js'
 import { KeysStore } from '../../src/auth/keys-store.js'
 import { refuse } from '../../src/auth/refusal.js'
 import { requireScopesPolicy, ScopeError } from '../../src/auth/scopes.js'
@@ -94,13 +94,19 @@ export const apiKeyAuth = definePolicy({
       if (client.allowFrom && !client.allowFrom.has(c.get('clientIp'))) {
         throw refuse(metrics, 'ip_not_allowed', 403, 'API key not allowed from this address')
       }
-      c.set('principal', {
+      const principal: Principal = {
         kind: 'gateway-key',
         client: client.name,
         scopes: client.scopes,
         upstreamIdentity: client.upstreamIdentity,
-        ...(client.albums ? { albums: client.albums } : {}),
-      })
+      }
+      if (client.albums) principal.albums = client.albums
+      if (client.learning !== undefined && isLearning(client)) {
+        principal.scopes = client.learning.scopes
+        principal.learning = true
+      }
+      if (client.reportOnly) principal.reportOnly = true
+      c.set('principal', principal)
       injectUpstreamKey(c, client.upstreamKey)
       c.get('notes').keyVia = first.via
       if (found.rotated) c.get('notes').rotatedKey = 'true'

@@ -87,14 +87,55 @@ const clientSchema = z
     ),
     scopes: z
       .array(z.string().min(1))
-      .min(1)
       .describe(
-        'Immich permissions, wildcards (asset.*), all, or presets from config/scopes.yaml.'
+        'Immich permissions, wildcards (asset.*), all, or presets from config/scopes.yaml. May be empty only while learning.'
       ),
     upstreamKeyEnv: z
       .string()
       .regex(ENV_NAME, 'expected an environment variable name')
-      .describe('Env var holding the Immich API key injected for this client.'),
+      .optional()
+      .describe(
+        'Env var holding the Immich API key injected for this client (not needed with immichKey).'
+      ),
+    learn: z
+      .object({
+        until: timestamp
+          .optional()
+          .describe(
+            'Learning ends at this instant; the key then has its `scopes`. Unset: until tightened.'
+          ),
+        base: z
+          .array(z.string().min(1))
+          .min(1)
+          .optional()
+          .describe(
+            'What the key may do while learning. Default: every permission that is not admin-only.'
+          ),
+      })
+      .strict()
+      .optional()
+      .describe(
+        'Learn mode (`keys learn`): the key may do what `base` allows, and each call records its permission and route (`keys usage`, `keys tighten`).'
+      ),
+    reportOnly: z
+      .boolean()
+      .optional()
+      .describe(
+        'Calls outside `scopes` are forwarded, logged and counted (immich_gateway_scope_would_refuse_total) instead of refused.'
+      ),
+    immichKey: z
+      .object({
+        id: z.string().min(1).describe('Id of the Immich API key minted for this client.'),
+        permissions: z
+          .array(z.string().min(1))
+          .min(1)
+          .describe('The Immich permissions it was minted with.'),
+      })
+      .strict()
+      .optional()
+      .describe(
+        'An Immich API key minted by `keys add --immich-login`; its secret is in the upstream secrets file beside this one, never here.'
+      ),
     expiresAt: timestamp.optional().describe('After this instant the key gets 401.'),
     allowFrom: z
       .array(z.string())
@@ -120,6 +161,14 @@ const clientSchema = z
     description: z.string().max(500).optional().describe('Free text for humans.'),
   })
   .strict()
+  .refine((c) => c.scopes.length > 0 || c.learn !== undefined, {
+    path: ['scopes'],
+    message: 'at least one scope (an empty list is allowed only while learning)',
+  })
+  .refine((c) => c.upstreamKeyEnv !== undefined || c.immichKey !== undefined, {
+    path: ['upstreamKeyEnv'],
+    message: 'required (the env var holding the Immich API key), unless immichKey is set',
+  })
 
 const keysFileSchema = z
   .object({
@@ -179,6 +228,24 @@ export interface GatewayClient {
   expiresAt?: number
   allowFrom?: AddressSet
   albums?: AlbumBinding
+  /** Learn mode: while `until` (epoch ms) has not passed, the key holds `scopes` here instead. */
+  learning?: { until?: number; scopes: ReadonlySet<string> }
+  /** Calls outside `scopes` are forwarded and counted instead of refused. */
+  reportOnly?: boolean
+}
+
+/** Whether the client is in learn mode at `now` (it then holds `learning.scopes`). */
+export function isLearning(client: GatewayClient, now = Date.now()): boolean {
+  const l = client.learning
+  return l !== undefined && (l.until === undefined || now < l.until)
+}
+
+export interface KeyTableOptions {
+  env?: Record<string, string | undefined>
+  /** Secrets of minted Immich keys, by client name (src/auth/minted-secrets.ts). */
+  mintedSecrets?: ReadonlyMap<string, string>
+  /** The learning base when `learn.base` is unset (every non-admin permission). */
+  defaultLearnBase?: ReadonlySet<string>
 }
 
 interface KeyTableEntry {
@@ -201,20 +268,33 @@ export function buildKeyTable(
   file: KeysFile,
   scopes: ScopeResolver,
   source: string,
-  env: Record<string, string | undefined> = process.env
+  options: KeyTableOptions = {}
 ): KeyTable {
+  const env = options.env ?? process.env
   const byHash = new Map<string, KeyTableEntry>()
   const clients = new Map<string, GatewayClient>()
   file.clients.forEach((entry, i) => {
     const where = `${source}: clients[${i}] (${entry.name})`
     if (clients.has(entry.name)) throw new KeysFileError(`${where}.name: duplicate client name`)
-    let expanded: Set<string>
-    try {
-      expanded = scopes.expand(entry.scopes)
-    } catch (err) {
-      throw new KeysFileError(
-        `${where}.scopes${(err as Error).message.startsWith('[') ? '' : ': '}${(err as Error).message}`
-      )
+    const expand = (list: readonly string[], field: string): Set<string> => {
+      try {
+        return scopes.expand(list)
+      } catch (err) {
+        throw new KeysFileError(
+          `${where}.${field}${(err as Error).message.startsWith('[') ? '' : ': '}${(err as Error).message}`
+        )
+      }
+    }
+    const expanded = expand(entry.scopes, 'scopes')
+    let learning: GatewayClient['learning']
+    if (entry.learn) {
+      const base = entry.learn.base
+        ? expand(entry.learn.base, 'learn.base')
+        : (options.defaultLearnBase ?? new Set<string>())
+      learning = {
+        scopes: base,
+        ...(entry.learn.until ? { until: Date.parse(entry.learn.until) } : {}),
+      }
     }
     let allowFrom: AddressSet | undefined
     if (entry.allowFrom) {
@@ -224,11 +304,20 @@ export function buildKeyTable(
         throw new KeysFileError(`${where}.allowFrom: ${(err as Error).message}`)
       }
     }
-    const upstreamKey = env[entry.upstreamKeyEnv]
-    if (!upstreamKey) {
-      throw new KeysFileError(
-        `${where}.upstreamKeyEnv: environment variable ${entry.upstreamKeyEnv} is not set (it must hold the Immich API key injected for ${entry.name})`
-      )
+    let upstreamKey: string | undefined
+    if (entry.immichKey) {
+      upstreamKey = options.mintedSecrets?.get(entry.name)
+      if (!upstreamKey)
+        throw new KeysFileError(
+          `${where}.immichKey: no secret for ${entry.name} in the upstream secrets file (mint it again with keys rotate)`
+        )
+    } else {
+      upstreamKey = env[entry.upstreamKeyEnv!]
+      if (!upstreamKey) {
+        throw new KeysFileError(
+          `${where}.upstreamKeyEnv: environment variable ${entry.upstreamKeyEnv} is not set (it must hold the Immich API key injected for ${entry.name})`
+        )
+      }
     }
     const client: GatewayClient = {
       name: entry.name,
@@ -238,6 +327,8 @@ export function buildKeyTable(
       ...(entry.expiresAt ? { expiresAt: Date.parse(entry.expiresAt) } : {}),
       ...(allowFrom ? { allowFrom } : {}),
       ...(entry.albums ? { albums: albumBinding(entry.albums) } : {}),
+      ...(learning ? { learning } : {}),
+      ...(entry.reportOnly ? { reportOnly: true } : {}),
     }
     clients.set(entry.name, client)
     const add = (hash: string, field: string, validUntil?: number) => {

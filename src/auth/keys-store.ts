@@ -11,6 +11,8 @@ import {
   type GatewayClient,
   type KeyTable,
 } from './keys-file.js'
+import { nonAdminPermissions } from './least-privilege.js'
+import { readMintedSecrets } from './minted-secrets.js'
 import { loadScopeResolver } from './scopes.js'
 
 export interface KeysStoreOptions {
@@ -126,7 +128,11 @@ export class KeysStore {
     const { file, required } = this.options
     const { text, exists } = readKeysFile(file, !required)
     const resolver = loadScopeResolver(this.presetsPath())
-    return { table: buildKeyTable(parseKeysText(text, file), resolver, file), exists }
+    const table = buildKeyTable(parseKeysText(text, file), resolver, file, {
+      mintedSecrets: readMintedSecrets(file),
+      defaultLearnBase: nonAdminPermissions(),
+    })
+    return { table, exists }
   }
 
   private async doCheck(): Promise<void> {

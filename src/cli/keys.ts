@@ -16,8 +16,17 @@ import {
   type ClientEntry,
 } from '../auth/keys-file.js'
 import { loadScopeResolver } from '../auth/scopes.js'
+import { mintedSecretsFile } from '../auth/minted-secrets.js'
 import { AddressSet } from '../net.js'
 import { registerCommand, UsageError } from './index.js'
+import {
+  heldPermissions,
+  immichSession,
+  learnField,
+  mintInto,
+  revokeMinted,
+  rotateMinted,
+} from './keys-learn.js'
 
 const DEFAULT_UPSTREAM_KEY_ENV = 'IMMICH_API_KEY'
 const DEFAULT_GRACE = '24h'
@@ -25,7 +34,7 @@ const DEFAULT_GRACE = '24h'
 const HEADER = ` Gateway API keys (see config/keys.example.yaml). Written by \`immich-gateway keys\`; the gateway
  reloads this file when it changes. Only hashes of keys are stored here.`
 
-interface KeysDoc {
+export interface KeysDoc {
   file: string
   doc: Document
   clients: YAMLSeq
@@ -33,7 +42,7 @@ interface KeysDoc {
 }
 
 /** Opens the keys file as an editable YAML document, after checking it is a valid keys file. */
-function openKeys(fileFlag: string | undefined): KeysDoc {
+export function openKeys(fileFlag: string | undefined): KeysDoc {
   const { file } = resolveKeysFile(fileFlag)
   const { text, exists } = readKeysFile(file, true)
   const { clients: entries } = parseKeysText(text, file)
@@ -51,21 +60,24 @@ function openKeys(fileFlag: string | undefined): KeysDoc {
 }
 
 /** Checks the edited document is still a valid keys file (scopes included), then writes it atomically. */
-function save(keys: KeysDoc): void {
+export function save(keys: KeysDoc): void {
   const text = keys.doc.toString({ lineWidth: 0 })
   const { clients } = parseKeysText(text, keys.file)
   const resolver = loadScopeResolver()
-  for (const client of clients) resolver.expand(client.scopes)
+  for (const client of clients) {
+    resolver.expand(client.scopes)
+    if (client.learn?.base) resolver.expand(client.learn.base)
+  }
   writeFileAtomic(keys.file, text)
 }
 
-function findClient(keys: KeysDoc, name: string): { index: number; node: YAMLMap } {
+export function findClient(keys: KeysDoc, name: string): { index: number; node: YAMLMap } {
   const index = keys.clients.items.findIndex((item) => isMap(item) && item.get('name') === name)
   if (index === -1) throw new Error(`no client named "${name}" in ${keys.file}`)
   return { index, node: keys.clients.items[index] as YAMLMap }
 }
 
-function list(value: string | undefined): string[] {
+export function list(value: string | undefined): string[] {
   return (value ?? '')
     .split(',')
     .map((s) => s.trim())
@@ -73,7 +85,7 @@ function list(value: string | undefined): string[] {
 }
 
 /** `90d` from now, or an ISO date/time. */
-function instant(text: string, flag: string): string {
+export function instant(text: string, flag: string): string {
   if (/^\d+[smhdw]$/.test(text.trim()))
     return new Date(Date.now() + parseDuration(text)).toISOString()
   const ms = Date.parse(text)
@@ -82,16 +94,21 @@ function instant(text: string, flag: string): string {
   return new Date(ms).toISOString()
 }
 
-function out(line = ''): void {
+export function out(line = ''): void {
   process.stdout.write(`${line}\n`)
 }
 
-const add = (args: string[]): number => {
+const add = async (args: string[]): Promise<number> => {
   const { values } = parseArgs({
     args,
     options: {
       name: { type: 'string' },
       scopes: { type: 'string' },
+      learn: { type: 'boolean' },
+      for: { type: 'string' },
+      'report-only': { type: 'boolean' },
+      'immich-login': { type: 'string' },
+      'immich-url': { type: 'string' },
       'upstream-key-env': { type: 'string' },
       expires: { type: 'string' },
       'allow-from': { type: 'string' },
@@ -101,8 +118,10 @@ const add = (args: string[]): number => {
     },
   })
   const usage =
-    'keys add --name NAME --scopes a,b [--upstream-key-env VAR] [--expires 90d] [--allow-from cidr,..] [--albums ID,..] [--description TEXT] [--file F]'
-  if (!values.name || !values.scopes) throw new UsageError(usage)
+    'keys add --name NAME (--scopes a,b | --learn [--for 7d] [--scopes BASE]) [--report-only] [--upstream-key-env VAR | --immich-login EMAIL] [--expires 90d] [--allow-from cidr,..] [--albums ID,..] [--description TEXT] [--file F]'
+  if (!values.name || (!values.scopes && !values.learn)) throw new UsageError(usage)
+  if (values['immich-login'] && values['upstream-key-env'])
+    throw new UsageError('--immich-login mints the Immich key: it replaces --upstream-key-env')
   if (!CLIENT_NAME.test(values.name))
     throw new UsageError(
       `--name: 1–64 letters, digits, ".", "_" or "-" (it labels logs and metrics)`
@@ -132,16 +151,26 @@ const add = (args: string[]): number => {
       `a client named "${values.name}" already exists in ${keys.file} (rotate or revoke it)`
     )
   const key = generateKey()
+  const learnBase = values.learn ? scopes : undefined
   const entry: ClientEntry = {
     name: values.name,
     keyHash: keyHash(key),
-    scopes,
-    upstreamKeyEnv,
+    scopes: values.learn ? [] : scopes,
+    ...(values['immich-login'] ? {} : { upstreamKeyEnv }),
+    ...(values.learn ? { learn: learnField(values.for, learnBase) } : {}),
+    ...(values['report-only'] ? { reportOnly: true } : {}),
     ...(values.expires ? { expiresAt: instant(values.expires, '--expires') } : {}),
     ...(allowFrom.length ? { allowFrom } : {}),
     ...(albums.length ? { albums } : {}),
     ...(values.description ? { description: values.description } : {}),
     createdAt: new Date().toISOString(),
+  }
+  if (values['immich-login']) {
+    const resolver = loadScopeResolver()
+    const { permissions } = heldPermissions(entry, resolver)
+    entry.immichKey = await immichSession(values['immich-login'], values['immich-url'], (session) =>
+      mintInto(session, keys.file, entry.name, permissions)
+    )
   }
   const node = keys.doc.createNode(entry) as YAMLMap
   for (const field of ['scopes', 'allowFrom', 'albums']) {
@@ -150,14 +179,22 @@ const add = (args: string[]): number => {
   }
   keys.clients.add(node)
   save(keys)
-  if (!process.env[upstreamKeyEnv]) {
+  if (entry.immichKey) {
+    out(
+      `minted an Immich API key for ${entry.name} with ${entry.immichKey.permissions.length} permissions (id ${entry.immichKey.id}); its secret is in ${mintedSecretsFile(keys.file)}`
+    )
+  } else if (!process.env[upstreamKeyEnv]) {
     process.stderr.write(
       `note: ${upstreamKeyEnv} is not set in this shell; the gateway must have it (an Immich API key) or it refuses the keys file\n`
     )
   }
   out(`added client ${entry.name} to ${keys.file}`)
+  if (entry.learn)
+    out(
+      `  learning${entry.learn.until ? ` until ${entry.learn.until}` : ''}: see \`keys usage ${entry.name}\`, then \`keys tighten ${entry.name}\``
+    )
   out(
-    `  scopes: ${scopes.join(', ')}; Immich key from $${upstreamKeyEnv}${entry.expiresAt ? `; expires ${entry.expiresAt}` : ''}${allowFrom.length ? `; from ${allowFrom.join(', ')}` : ''}${albums.length ? `; only albums ${albums.join(', ')}` : ''}`
+    `  scopes: ${entry.scopes.join(', ') || '(learning)'}; Immich key ${entry.immichKey ? 'minted' : `from $${upstreamKeyEnv}`}${entry.expiresAt ? `; expires ${entry.expiresAt}` : ''}${allowFrom.length ? `; from ${allowFrom.join(', ')}` : ''}${albums.length ? `; only albums ${albums.join(', ')}` : ''}`
   )
   out('The key is shown only now; give it to the client:')
   out(key)
@@ -177,8 +214,10 @@ const listCommand = (args: string[]): number => {
     const grace = (c.previous ?? []).filter((p) => Date.parse(p.validUntil) > now)
     return [
       c.name,
-      c.scopes.join(','),
-      c.upstreamKeyEnv,
+      (c.scopes.join(',') || '-') +
+        (c.learn ? ` (learning${c.learn.base ? ` ${c.learn.base.join(',')}` : ''})` : '') +
+        (c.reportOnly ? ' (report-only)' : ''),
+      c.upstreamKeyEnv ?? `minted ${c.immichKey?.id ?? ''}`,
       c.expiresAt ? `${c.expiresAt}${expired ? ' (EXPIRED)' : ''}` : 'never',
       c.allowFrom?.join(',') ?? 'any',
       grace.length ? `old key valid until ${grace.map((p) => p.validUntil).join(', ')}` : '',
@@ -196,16 +235,27 @@ const listCommand = (args: string[]): number => {
   return 0
 }
 
-const revoke = (args: string[]): number => {
+const revoke = async (args: string[]): Promise<number> => {
   const { values, positionals } = parseArgs({
     args,
-    options: { file: { type: 'string' } },
+    options: {
+      file: { type: 'string' },
+      'immich-login': { type: 'string' },
+      'immich-url': { type: 'string' },
+    },
     allowPositionals: true,
   })
   const name = positionals[0]
-  if (!name || positionals.length > 1) throw new UsageError('keys revoke NAME [--file F]')
+  if (!name || positionals.length > 1)
+    throw new UsageError('keys revoke NAME [--immich-login EMAIL] [--file F]')
   const keys = openKeys(values.file)
   const { index } = findClient(keys, name)
+  await revokeMinted(
+    keys,
+    keys.entries.find((c) => c.name === name)!,
+    values['immich-login'],
+    values['immich-url']
+  )
   keys.clients.delete(index)
   save(keys)
   out(
@@ -214,15 +264,20 @@ const revoke = (args: string[]): number => {
   return 0
 }
 
-const rotate = (args: string[]): number => {
+const rotate = async (args: string[]): Promise<number> => {
   const { values, positionals } = parseArgs({
     args,
-    options: { grace: { type: 'string' }, file: { type: 'string' } },
+    options: {
+      grace: { type: 'string' },
+      file: { type: 'string' },
+      'immich-login': { type: 'string' },
+      'immich-url': { type: 'string' },
+    },
     allowPositionals: true,
   })
   const name = positionals[0]
   if (!name || positionals.length > 1)
-    throw new UsageError('keys rotate NAME [--grace 24h] [--file F]')
+    throw new UsageError('keys rotate NAME [--grace 24h] [--immich-login EMAIL] [--file F]')
   let graceMs: number
   try {
     graceMs = parseDuration(values.grace ?? DEFAULT_GRACE)
@@ -242,6 +297,14 @@ const rotate = (args: string[]): number => {
   node.set('keyHash', keyHash(key))
   if (previous.length) node.set('previous', keys.doc.createNode(previous))
   else node.delete('previous')
+  if (values['immich-login'])
+    await rotateMinted(
+      keys,
+      node,
+      keys.entries.find((c) => c.name === name)!,
+      values['immich-login'],
+      values['immich-url']
+    )
   save(keys)
   out(
     `rotated ${name} in ${keys.file}; ${graceMs > 0 ? `the old key works until ${validUntil}` : 'the old key no longer works'}`

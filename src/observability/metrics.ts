@@ -38,6 +38,7 @@ export class Metrics {
   readonly connectionsRefused: Counter<'reason'>
   readonly authFailures: Counter<'reason'>
   readonly jwksFailures: Counter<'issuer' | 'kind'>
+  readonly scopeWouldRefuse: Counter<'client' | 'permission'>
   readonly rateLimited: Counter<'class' | 'client'>
   readonly rateLimitStoreErrors: Counter<'store'>
   readonly rateLimitInsurance: Gauge
@@ -130,6 +131,12 @@ export class Metrics {
       name: 'immich_gateway_jwks_failures_total',
       help: "Failed fetches of an issuer's JWKS, by issuer and kind (unreachable, timeout, status, invalid).",
       labelNames: ['issuer', 'kind'],
+      registers: r,
+    })
+    this.scopeWouldRefuse = new Counter({
+      name: 'immich_gateway_scope_would_refuse_total',
+      help: 'Calls of report-only keys outside their scopes: forwarded, but the scopes would have refused them.',
+      labelNames: ['client', 'permission'],
       registers: r,
     })
     this.rateLimited = new Counter({

@@ -13,6 +13,14 @@ import { gzipSync } from 'node:zlib'
 import { Server as SocketIOServer } from 'socket.io'
 import { ByteSource, expectedJpeg, expectedThumbnail, originalSeed } from './bytes.js'
 import { MultipartParser, boundaryOf } from './multipart.js'
+import {
+  apiKeyDenial,
+  apiKeyDto,
+  FakeApiKeyStore,
+  genericAnswer,
+  immichRoute,
+  type KeyCaller,
+} from './api-keys.js'
 
 export {
   expectedBytes,
@@ -66,6 +74,11 @@ export interface FakeImmichOptions {
   maxCapturedBody?: number
   /** gzip JSON bodies >= 1 KiB when the client accepts gzip (like Immich's compression middleware). Default false. */
   compression?: boolean
+  /**
+   * Answer every route-table operation the fake has no handler for (after authentication and the API
+   * key permission check) with a generic 200/201/204, so recorded client call sequences replay. Default false (404).
+   */
+  answerEveryRoute?: boolean
 }
 
 export interface UploadInfo {
@@ -140,6 +153,9 @@ export type AuthResult =
       /** What the media bytes are derived from: the user id, or `share:<key>` / `slug:<slug>`. */
       principal: string
       sharedLink?: string
+      /** API keys minted through `POST /api/api-keys`: their id and permissions. */
+      keyId?: string
+      keyPermissions?: readonly string[]
     }
   | { ok: false; status: number; message: string }
 
@@ -190,7 +206,9 @@ export interface FakeImmich {
   setAssetSize(id: string, bytes: number): void
   /** Make an `x-immich-checksum` (hex or base64 sha1) a duplicate; returns the asset id it maps to. */
   addKnownChecksum(checksum: string, assetId?: string): string
-  /** Drop handler overrides, recorded requests, counters, asset sizes and learned checksums. */
+  /** API keys minted through `POST /api/api-keys` (test/fake-immich/api-keys.ts). */
+  readonly apiKeys: FakeApiKeyStore
+  /** Drop handler overrides, recorded requests, counters, asset sizes, learned checksums and minted keys. */
   reset(): void
   close(): Promise<void>
 }
@@ -415,6 +433,7 @@ export async function startFakeImmich(opts: FakeImmichOptions = {}): Promise<Fak
   }
   for (const c of initialChecksums) addKnownChecksum(c)
 
+  const minted = new FakeApiKeyStore()
   const mediaCache = new Lru<MediaEntity>(1024)
   const sockets = new Set<Socket>()
 
@@ -599,8 +618,18 @@ export async function startFakeImmich(opts: FakeImmichOptions = {}): Promise<Fak
     const apiKey = header(headers, 'x-api-key') ?? query?.get('apiKey') ?? undefined
     if (apiKey !== undefined) {
       const u = apiKeys[apiKey]
-      if (!u) return { ok: false, status: 401, message: 'Invalid API key' }
-      return { ok: true, via: 'api-key', user: userInfo(u), principal: u.userId }
+      if (u) return { ok: true, via: 'api-key', user: userInfo(u), principal: u.userId }
+      const key = minted.bySecret(apiKey)
+      if (!key) return { ok: false, status: 401, message: 'Invalid API key' }
+      const owner = findUser(key.userId)
+      return {
+        ok: true,
+        via: 'api-key',
+        user: userInfo(owner),
+        principal: owner.userId,
+        keyId: key.id,
+        keyPermissions: key.permissions,
+      }
     }
     return { ok: false, status: 401, message: 'Authentication required' }
   }
@@ -967,7 +996,108 @@ export async function startFakeImmich(opts: FakeImmichOptions = {}): Promise<Fak
   }
 
   const GET = ['GET', 'HEAD']
+
+  // ----- API keys with permissions (test/fake-immich/api-keys.ts) ---------------------------
+
+  function keyCaller(a: Extract<AuthResult, { ok: true }>): KeyCaller {
+    return {
+      user: a.user,
+      ...(a.keyPermissions ? { keyPermissions: a.keyPermissions } : {}),
+      ...(a.keyId ? { keyId: a.keyId } : {}),
+    }
+  }
+
+  /** Immich checks an API key's permissions before any handler runs; true when refused. */
+  function refusedByKeyPermissions(ctx: Ctx, route: ReturnType<typeof immichRoute>): boolean {
+    if (!route || route.public) return false
+    const a = authenticate(ctx.req.headers, ctx.url.searchParams, route.sharedLink)
+    if (!a.ok || a.keyPermissions === undefined) return false
+    const denial = apiKeyDenial(route, keyCaller(a))
+    if (!denial) return false
+    sendError(ctx, denial.status, denial.message)
+    return true
+  }
+
+  const apiKeyRoutes: Route[] = [
+    {
+      methods: ['POST'],
+      re: /^\/api\/api-keys$/,
+      handler: (ctx) => {
+        const a = requireAuth(ctx)
+        if (!a) return
+        const body = (ctx.record.json ?? {}) as { name?: unknown; permissions?: unknown }
+        const name = typeof body.name === 'string' ? body.name : 'API Key'
+        const made = minted.create(keyCaller(a), name, body.permissions)
+        if (!made.ok) return sendError(ctx, made.status, made.message)
+        sendJson(ctx, 201, { secret: made.key.secret, apiKey: apiKeyDto(made.key) })
+      },
+    },
+    {
+      methods: GET,
+      re: /^\/api\/api-keys$/,
+      handler: (ctx) => {
+        const a = requireAuth(ctx)
+        if (a)
+          sendJson(
+            ctx,
+            200,
+            minted
+              .list()
+              .filter((k) => k.userId === a.user.id)
+              .map(apiKeyDto)
+          )
+      },
+    },
+    {
+      methods: GET,
+      re: /^\/api\/api-keys\/me$/,
+      handler: (ctx) => {
+        const a = requireAuth(ctx)
+        if (!a) return
+        if (a.via !== 'api-key') return sendError(ctx, 403, 'Not authenticated with an API key')
+        const key = a.keyId ? minted.get(a.keyId) : undefined
+        sendJson(
+          ctx,
+          200,
+          key
+            ? apiKeyDto(key)
+            : {
+                id: a.principal,
+                name: 'fake key',
+                createdAt: '',
+                updatedAt: '',
+                permissions: ['all'],
+              }
+        )
+      },
+    },
+    {
+      methods: ['DELETE'],
+      re: /^\/api\/api-keys\/([^/]+)$/,
+      handler: (ctx) => {
+        const a = requireAuth(ctx)
+        if (!a) return
+        if (!minted.delete(keyCaller(a), ctx.match[1]!))
+          return sendError(ctx, 400, 'API Key not found')
+        ctx.record.status = 204
+        ctx.res.writeHead(204)
+        ctx.res.end()
+      },
+    },
+    {
+      methods: ['POST'],
+      re: /^\/api\/auth\/logout$/,
+      handler: (ctx) => {
+        const a = requireAuth(ctx)
+        if (!a) return
+        minted.logouts++
+        sendJson(ctx, 200, { successful: true, redirectUri: '/auth/login?autoLaunch=0' })
+      },
+    },
+  ]
+
   const routes: Route[] = [
+    ...apiKeyRoutes,
     {
       methods: GET,
       re: /^\/api\/server\/ping$/,
@@ -1483,6 +1613,8 @@ export async function startFakeImmich(opts: FakeImmichOptions = {}): Promise<Fak
     const { req, res } = ctx
     const method = req.method ?? 'GET'
     const path = ctx.url.pathname
+    const immich = path.startsWith('/api/') ? immichRoute(method, path) : undefined
+    if (refusedByKeyPermissions(ctx, immich)) return
 
     for (let i = overrides.length - 1; i >= 0; i--) {
       const o = overrides[i]!
@@ -1524,6 +1656,16 @@ export async function startFakeImmich(opts: FakeImmichOptions = {}): Promise<Fak
     try {
       await ctx.readBody()
     } catch {
+      return
+    }
+    if (immich && opts.answerEveryRoute) {
+      const a = immich.public ? undefined : requireAuth(ctx)
+      if (!immich.public && !a) return
+      const { status, body } = genericAnswer(method)
+      if (body !== undefined) return sendJson(ctx, status, body)
+      ctx.record.status = status
+      res.writeHead(status)
+      res.end()
       return
     }
     if (path === '/api' || path.startsWith('/api/') || (method !== 'GET' && method !== 'HEAD')) {
@@ -1720,6 +1862,7 @@ export async function startFakeImmich(opts: FakeImmichOptions = {}): Promise<Fak
         await sleep(10)
       }
     },
+    apiKeys: minted,
     thumbnailHits: (id) => thumbHits.get(id) ?? 0,
     loginAttempts: () => logins,
     setHandler: (method, path, handler) => {
@@ -1753,6 +1896,7 @@ export async function startFakeImmich(opts: FakeImmichOptions = {}): Promise<Fak
       assetSizes = new Map()
       checksums = new Map()
       for (const c of initialChecksums) addKnownChecksum(c)
+      minted.clear()
     },
     close: () => {
       closing ??= (async () => {

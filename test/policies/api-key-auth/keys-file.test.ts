@@ -20,7 +20,7 @@ const dir = tempDir()
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
 function table(yaml: string, env: Record<string, string | undefined> = process.env) {
-  return buildKeyTable(parseKeysText(yaml, 'keys.yaml'), resolver, 'keys.yaml', env)
+  return buildKeyTable(parseKeysText(yaml, 'keys.yaml'), resolver, 'keys.yaml', { env })
 }
 
 describe('keys file: validation names the field and never echoes a secret', () => {
