@@ -114,6 +114,12 @@ export type Variables = {
   routeClass: string
   /** Extra headers to add to whatever response goes back (RateLimit, Deprecation...). */
   responseHeaders: Record<string, string>
+  /**
+   * Stock Hono middleware runs in this pipeline (GatewayOptions.middleware): headers it set on c.res
+   * before the answer go out with streamed answers too. Without it nothing reads c.res, which spares
+   * creating a Response per request.
+   */
+  stockMiddleware: boolean
   /** The status of the answer sent, set by the one answer writer (src/server/answer.ts). */
   status?: number
   /** Response body bytes sent. */

@@ -113,19 +113,19 @@ function decorate(c: Context<Env>, headers: AnswerHeaders): AnswerHeaders {
   const extra = c.get('responseHeaders')
   const requestId = c.get('requestId')
   // Headers a stock middleware placed on the response before the answer was decided (hono/cors sets
-  // them on c.res before next()). Reading c.res makes Hono create it; a request nobody decorated pays
-  // one small object for it.
-  const prepared = c.res.headers
+  // them on c.res before next()). Reading c.res makes Hono create a Response (and copy it when the
+  // handler's answer is set), so it is read only when stock middleware is in the pipeline.
+  const prepared = c.get('stockMiddleware') ? c.res.headers : undefined
   if (Array.isArray(headers)) {
     const out = headers.slice()
     for (const name in extra) out.push(name, extra[name]!)
-    prepared.forEach((value, name) => out.push(name, value))
+    prepared?.forEach((value, name) => out.push(name, value))
     out.push('x-request-id', requestId)
     return out
   }
   const out: OutgoingHttpHeaders = { ...headers }
   for (const name in extra) out[name] = extra[name]
-  prepared.forEach((value, name) => {
+  prepared?.forEach((value, name) => {
     if (name !== 'set-cookie') out[name] = value
   })
   out['x-request-id'] = requestId
