@@ -27,22 +27,26 @@ export const POLICIES: readonly PolicyDefinition[] = [
   thumbnailCache,
 ]
 
-/** Validates every policy's options (a bad one stops the boot naming `policies.<name>.<field>`). */
+/**
+ * Validates every policy's options (bad ones stop the boot naming `policies.<name>.<field>`, all of
+ * them in one ConfigError).
+ */
 export function validatePolicyOptions(config: GatewayConfig): Map<string, unknown> {
   const known = new Set(POLICIES.map((p) => p.name))
+  const problems: string[] = []
   for (const name of Object.keys(config.policies)) {
     if (!known.has(name))
-      throw new ConfigError(`policies.${name}: unknown policy (known: ${[...known].join(', ')})`)
+      problems.push(`policies.${name}: unknown policy (known: ${[...known].join(', ')})`)
   }
   const options = new Map<string, unknown>()
   for (const policy of POLICIES) {
     const raw = config.policies[policy.name]
     if (raw === false) continue
     const result = policy.options.safeParse(raw ?? {})
-    if (!result.success)
-      throw new ConfigError(describeIssues(result.error, `policies.${policy.name}`))
-    options.set(policy.name, result.data)
+    if (!result.success) problems.push(describeIssues(result.error, `policies.${policy.name}`))
+    else options.set(policy.name, result.data)
   }
+  if (problems.length) throw new ConfigError(problems.join('\n'))
   return options
 }
 

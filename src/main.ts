@@ -1,18 +1,29 @@
-import { ConfigError, loadConfig } from './config/load.js'
+import { ConfigError, loadConfig, type LoadFlags } from './config/load.js'
 import { startGateway } from './gateway.js'
+import { isEntryPoint } from './paths.js'
 
-/** Entry point: config → gateway → serve; SIGTERM/SIGINT drain in-flight requests and exit. */
-async function main(): Promise<void> {
-  let config
+/**
+ * Config → gateway → serve; SIGTERM/SIGINT drain in-flight requests and exit. A bad configuration
+ * (the config, the keys file, presets, route classes...) exits 2 naming the field; anything else
+ * that stops the start exits 1.
+ */
+export async function serve(flags: LoadFlags = {}): Promise<void> {
   try {
-    config = loadConfig()
+    await start(flags)
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`immich-gateway: invalid configuration\n${err.message}\n`)
       process.exit(2)
     }
-    throw err
+    process.stderr.write(
+      `immich-gateway: cannot start: ${(err as Error)?.message ?? String(err)}\n`
+    )
+    process.exit(1)
   }
+}
+
+async function start(flags: LoadFlags): Promise<void> {
+  const config = loadConfig(undefined, flags)
   const gateway = await startGateway(config)
   gateway.deps.logger.info(
     {
@@ -37,12 +48,4 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'))
 }
 
-main().catch((err: unknown) => {
-  // A policy's boot-time check (keys file, presets, route classes...) is a configuration error too.
-  if (err instanceof ConfigError) {
-    process.stderr.write(`immich-gateway: invalid configuration\n${err.message}\n`)
-    process.exit(2)
-  }
-  process.stderr.write(`immich-gateway: cannot start: ${(err as Error)?.message ?? String(err)}\n`)
-  process.exit(1)
-})
+if (isEntryPoint(import.meta.url)) void serve()

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs'
+import { existsSync, realpathSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -18,4 +18,13 @@ export const PACKAGE_ROOT = findRoot()
 /** A file shipped with the package, e.g. `config/immich-routes.json`. */
 export function packageFile(relative: string): string {
   return join(PACKAGE_ROOT, relative)
+}
+
+/** True when the module at `moduleUrl` is the process's entry point (also through an npm bin symlink). */
+export function isEntryPoint(moduleUrl: string): boolean {
+  try {
+    return !!process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(moduleUrl)
+  } catch {
+    return false
+  }
 }

@@ -9,9 +9,10 @@ import {
   upstreamView,
 } from '../../src/auth/credentials.js'
 import { GATEWAY_KEY_PREFIX } from '../../src/auth/keygen.js'
-import { isLearning, KeysFileError, resolveKeysFile } from '../../src/auth/keys-file.js'
+import { isLearning, keysFileFor, KeysFileError } from '../../src/auth/keys-file.js'
 import { KeysStore } from '../../src/auth/keys-store.js'
 import { refuse } from '../../src/auth/refusal.js'
+import { GatewayError } from '../../src/errors.js'
 import { requireScopesPolicy, ScopeError } from '../../src/auth/scopes.js'
 import { definePolicy } from '../types.js'
 import { apiKeyAuthOptions } from './schema.js'
@@ -57,23 +58,27 @@ export const apiKeyAuth = definePolicy({
   async create(options, { config, deps, onClose }) {
     requireScopesPolicy(config, 'api-key-auth')
     const { metrics, logger } = deps
-    const { file, explicit } = resolveKeysFile(options.keysFile)
-    let store: KeysStore
-    try {
-      store = await KeysStore.open({
-        file,
-        required: explicit,
-        presetsFile: options.presetsFile,
-        logger,
-        pollMs: options.reloadCheckMs,
-      })
-    } catch (err) {
-      if (err instanceof KeysFileError || err instanceof ScopeError)
-        throw new ConfigError(`policies.api-key-auth: ${err.message}`)
-      throw err
+    const { environment } = config
+    const keysFile = keysFileFor(options.keysFile, environment)
+    let store: KeysStore | undefined
+    if (keysFile) {
+      try {
+        store = await KeysStore.open({
+          ...keysFile,
+          presetsFile: options.presetsFile ?? environment?.presetsFile,
+          env: environment?.vars ?? {},
+          logger,
+          pollMs: options.reloadCheckMs,
+        })
+      } catch (err) {
+        if (err instanceof KeysFileError || err instanceof ScopeError)
+          throw new ConfigError(`policies.api-key-auth: ${err.message}`)
+        throw err
+      }
+      const opened = store
+      onClose(() => opened.close())
+      logger.info({ file: keysFile.file, clients: store.clientCount }, 'gateway keys loaded')
     }
-    onClose(() => store.close())
-    logger.info({ file, clients: store.clientCount }, 'gateway keys loaded')
 
     // Synchronous throughout (a key is a hash lookup): no async frame per request.
     return (c: Context<Env>, next) => {
@@ -87,12 +92,25 @@ export const apiKeyAuth = definePolicy({
       if (!options.allowQuery && presented.some((p) => p.via === 'query')) {
         throw refuse(metrics, 'invalid_key', 401, 'API keys are not accepted in the URL')
       }
-      const found = store.lookup(first.key)
+      const found = store?.lookup(first.key) ?? { status: 'unknown' }
       if (found.status === 'unknown') throw refuse(metrics, 'invalid_key', 401, 'Invalid API key')
       if (found.status === 'expired') throw refuse(metrics, 'expired_key', 401, 'API key expired')
       const { client } = found
       if (client.allowFrom && !client.allowFrom.has(c.get('clientIp'))) {
         throw refuse(metrics, 'ip_not_allowed', 403, 'API key not allowed from this address')
+      }
+      if (client.disabled !== undefined) {
+        // The key is right; the gateway's own configuration is not: say so, not "Invalid API key".
+        c.set('principal', {
+          kind: 'anonymous',
+          client: client.name,
+          upstreamIdentity: c.get('principal').upstreamIdentity,
+        })
+        throw new GatewayError(
+          503,
+          'UPSTREAM_KEY_MISSING',
+          `Gateway client "${client.name}" is disabled: ${client.disabled}`
+        )
       }
       const principal: Principal = {
         kind: 'gateway-key',

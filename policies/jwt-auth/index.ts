@@ -71,11 +71,12 @@ function buildIssuer(
   options: JwtIssuerOptions,
   index: number,
   resolver: ScopeResolver,
-  deps: Pick<Deps, 'metrics' | 'logger'>
+  deps: Pick<Deps, 'metrics' | 'logger'>,
+  vars: Readonly<Record<string, string | undefined>>
 ): Issuer {
   const where = `policies.jwt-auth.issuers[${index}] (${options.name})`
   const env = (name: string, field: string): string => {
-    const value = process.env[name]
+    const value = vars[name]
     if (!value) throw new ConfigError(`${where}.${field}: environment variable ${name} is not set`)
     return value
   }
@@ -216,14 +217,17 @@ export const jwtAuth = definePolicy({
     const { metrics } = deps
     let resolver: ScopeResolver
     try {
-      resolver = loadScopeResolver(options.presetsFile)
+      resolver = loadScopeResolver(options.presetsFile ?? config.environment?.presetsFile)
     } catch (err) {
       if (err instanceof ScopeError)
         throw new ConfigError(`policies.jwt-auth.presetsFile: ${err.message}`)
       throw err
     }
     const issuers = new Map(
-      options.issuers.map((o, i) => [o.issuer, buildIssuer(o, i, resolver, deps)])
+      options.issuers.map((o, i) => [
+        o.issuer,
+        buildIssuer(o, i, resolver, deps, config.environment?.vars ?? {}),
+      ])
     )
 
     const invalid = (c: Context<Env>, code: string) => {

@@ -1,5 +1,7 @@
 import type { Redis } from 'ioredis'
-import { resolveKeysFile } from '../../src/auth/keys-file.js'
+import { resolve } from 'node:path'
+import { keysFileFor } from '../../src/auth/keys-file.js'
+import { DEFAULT_KEYS_FILE } from '../../src/config/load.js'
 import {
   FileUsageStore,
   RedisUsageStore,
@@ -9,12 +11,15 @@ import {
 import type { GatewayConfig } from '../../src/config/schema.js'
 import { scopesOptions, type ScopesOptions } from './schema.js'
 
-/** The keys file the api-key-auth policy reads (its option, else env, else the default). */
+/** The keys file the api-key-auth policy reads (its option, else the resolved environment's, else the default). */
 function keysFileOf(config: GatewayConfig): string {
   const raw = config.policies['api-key-auth']
   const keysFile =
     raw && typeof raw === 'object' ? (raw as { keysFile?: unknown }).keysFile : undefined
-  return resolveKeysFile(typeof keysFile === 'string' ? keysFile : undefined).file
+  return (
+    keysFileFor(typeof keysFile === 'string' ? keysFile : undefined, config.environment)?.file ??
+    resolve(DEFAULT_KEYS_FILE)
+  )
 }
 
 /**

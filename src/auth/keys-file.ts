@@ -1,7 +1,10 @@
 /**
  * The keys file (YAML, `config/keys.yaml` by default, env GATEWAY_KEYS_FILE): one entry per client
- * with the sha-256 of its key (never the key), its scopes, and the env var holding the Immich API key
- * the gateway injects for it.
+ * with the sha-256 of its key (never the key) and its scopes. The Immich API key the gateway injects
+ * for a client comes from a file it names (`upstreamKeyFile`, the Docker secrets convention), an
+ * environment variable (`upstreamKeyEnv`), or else the upstream secrets file beside the keys file
+ * (`keys.upstream-secrets.json`, 0600: keys minted by `--immich-login` or given to
+ * `--upstream-key-stdin`). A client whose Immich key is missing is disabled, never the whole file.
  */
 import { createHash, randomBytes } from 'node:crypto'
 import {
@@ -11,28 +14,31 @@ import {
   openSync,
   readFileSync,
   renameSync,
-  statSync,
   unlinkSync,
   writeSync,
 } from 'node:fs'
-import { basename, dirname, join, resolve } from 'node:path'
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
+import type { ResolvedEnvironment } from '../config/schema.js'
 import type { AlbumBinding } from '../env.js'
 import { AddressSet } from '../net.js'
 import { credentialIdentity, KEY_HASH_PATTERN } from './hash.js'
 import { GATEWAY_KEY_PATTERN } from './keygen.js'
 import type { ScopeResolver } from './scopes.js'
 
-const DEFAULT_KEYS_FILE = 'config/keys.yaml'
-
-/** The keys file in use: the explicit path, else env GATEWAY_KEYS_FILE, else config/keys.yaml (relative to the working directory). */
-export function resolveKeysFile(
-  explicit?: string,
-  env: Record<string, string | undefined> = process.env
-): { file: string; explicit: boolean } {
-  const chosen = explicit ?? env.GATEWAY_KEYS_FILE
-  return { file: resolve(chosen ?? DEFAULT_KEYS_FILE), explicit: chosen !== undefined }
+/**
+ * The keys file a config uses: the policy's `keysFile` (it must exist), else the one the environment
+ * resolved (GATEWAY_KEYS_FILE or config/keys.yaml: a missing one means no keys yet), else none (a
+ * config built without an environment, as in tests).
+ */
+export function keysFileFor(
+  keysFileOption: string | undefined,
+  environment: ResolvedEnvironment | undefined
+): { file: string; required: boolean } | undefined {
+  if (keysFileOption) return { file: resolve(keysFileOption), required: true }
+  if (environment?.keysFile) return { file: environment.keysFile, required: false }
+  return undefined
 }
 
 export class KeysFileError extends Error {
@@ -95,7 +101,14 @@ const clientSchema = z
       .regex(ENV_NAME, 'expected an environment variable name')
       .optional()
       .describe(
-        'Env var holding the Immich API key injected for this client (not needed with immichKey).'
+        "Env var holding the Immich API key injected for this client. Without it, upstreamKeyFile or immichKey, the key is the client's entry in the upstream secrets file beside the keys file (`keys add --upstream-key-stdin`)."
+      ),
+    upstreamKeyFile: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'File holding the Immich API key injected for this client (Docker secrets: /run/secrets/NAME); relative to the keys file. Surrounding whitespace is ignored.'
       ),
     learn: z
       .object({
@@ -165,9 +178,9 @@ const clientSchema = z
     path: ['scopes'],
     message: 'at least one scope (an empty list is allowed only while learning)',
   })
-  .refine((c) => c.upstreamKeyEnv !== undefined || c.immichKey !== undefined, {
-    path: ['upstreamKeyEnv'],
-    message: 'required (the env var holding the Immich API key), unless immichKey is set',
+  .refine((c) => [c.upstreamKeyEnv, c.upstreamKeyFile, c.immichKey].filter(Boolean).length <= 1, {
+    path: ['upstreamKeyFile'],
+    message: 'set at most one of upstreamKeyEnv, upstreamKeyFile, immichKey',
   })
 
 const keysFileSchema = z
@@ -224,6 +237,8 @@ export interface GatewayClient {
   /** The Immich API key injected upstream (secret: never logged). */
   upstreamKey: string
   upstreamIdentity: string
+  /** Set when the client's Immich key is missing: what is missing. Its requests get 503. */
+  disabled?: string
   /** epoch ms */
   expiresAt?: number
   allowFrom?: AddressSet
@@ -241,8 +256,13 @@ export function isLearning(client: GatewayClient, now = Date.now()): boolean {
 }
 
 export interface KeyTableOptions {
-  env?: Record<string, string | undefined>
-  /** Secrets of minted Immich keys, by client name (src/auth/minted-secrets.ts). */
+  /** Environment variables (as resolved by loadConfig), for `upstreamKeyEnv`. */
+  env?: Readonly<Record<string, string | undefined>>
+  /** The upstream secrets file's path, for messages. */
+  secretsFile?: string
+  /** What a relative `upstreamKeyFile` is relative to: the keys file's directory. */
+  baseDir?: string
+  /** Immich keys by client name, minted or stored by the CLI (src/auth/minted-secrets.ts). */
   mintedSecrets?: ReadonlyMap<string, string>
   /** The learning base when `learn.base` is unset (every non-admin permission). */
   defaultLearnBase?: ReadonlySet<string>
@@ -258,6 +278,42 @@ export interface KeyTable {
   /** Keyed by the lower-case hex sha-256 of the key. */
   byHash: Map<string, KeyTableEntry>
   clients: Map<string, GatewayClient>
+  /** Files the table was read from besides the keys and secrets files (upstreamKeyFile paths). */
+  files: string[]
+}
+
+/** The client's Immich key, or what is missing (never the key itself in a message). */
+function upstreamKeyOf(
+  entry: ClientEntry,
+  options: KeyTableOptions
+): { key: string; file?: string } | { missing: string; file?: string } {
+  if (entry.upstreamKeyFile) {
+    const file = isAbsolute(entry.upstreamKeyFile)
+      ? entry.upstreamKeyFile
+      : resolve(options.baseDir ?? '.', entry.upstreamKeyFile)
+    let key: string
+    try {
+      key = readFileSync(file, 'utf8').trim()
+    } catch (err) {
+      return {
+        missing: `upstreamKeyFile ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+        file,
+      }
+    }
+    return key ? { key, file } : { missing: `upstreamKeyFile ${file} is empty`, file }
+  }
+  if (entry.upstreamKeyEnv) {
+    const key = options.env?.[entry.upstreamKeyEnv]
+    return key ? { key } : { missing: `environment variable ${entry.upstreamKeyEnv} is not set` }
+  }
+  const key = options.mintedSecrets?.get(entry.name)
+  if (key) return { key }
+  const where = options.secretsFile ?? 'the upstream secrets file'
+  return {
+    missing: entry.immichKey
+      ? `no secret for its minted Immich key in ${where} (mint it again with \`immich-gateway keys rotate ${entry.name} --immich-login EMAIL\`)`
+      : `no Immich API key for it in ${where} (store one with \`immich-gateway keys set-upstream ${entry.name} --upstream-key-stdin\`, or set upstreamKeyEnv or upstreamKeyFile)`,
+  }
 }
 
 /**
@@ -270,10 +326,28 @@ export function buildKeyTable(
   source: string,
   options: KeyTableOptions = {}
 ): KeyTable {
-  const env = options.env ?? process.env
   const byHash = new Map<string, KeyTableEntry>()
   const clients = new Map<string, GatewayClient>()
+  const files = new Set<string>()
+  const problems: string[] = []
   file.clients.forEach((entry, i) => {
+    try {
+      addClient(entry, i)
+    } catch (err) {
+      if (!(err instanceof KeysFileError)) throw err
+      problems.push(err.message)
+    }
+  })
+  if (problems.length) {
+    // Said along with the errors, so one run (`config check`) shows everything to fix.
+    for (const client of clients.values())
+      if (client.disabled !== undefined)
+        problems.push(`${source}: client ${client.name} is disabled: ${client.disabled}`)
+    throw new KeysFileError(problems.join('\n'))
+  }
+  return { byHash, clients, files: [...files] }
+
+  function addClient(entry: ClientEntry, i: number): void {
     const where = `${source}: clients[${i}] (${entry.name})`
     if (clients.has(entry.name)) throw new KeysFileError(`${where}.name: duplicate client name`)
     const expand = (list: readonly string[], field: string): Set<string> => {
@@ -304,26 +378,14 @@ export function buildKeyTable(
         throw new KeysFileError(`${where}.allowFrom: ${(err as Error).message}`)
       }
     }
-    let upstreamKey: string | undefined
-    if (entry.immichKey) {
-      upstreamKey = options.mintedSecrets?.get(entry.name)
-      if (!upstreamKey)
-        throw new KeysFileError(
-          `${where}.immichKey: no secret for ${entry.name} in the upstream secrets file (mint it again with keys rotate)`
-        )
-    } else {
-      upstreamKey = env[entry.upstreamKeyEnv!]
-      if (!upstreamKey) {
-        throw new KeysFileError(
-          `${where}.upstreamKeyEnv: environment variable ${entry.upstreamKeyEnv} is not set (it must hold the Immich API key injected for ${entry.name})`
-        )
-      }
-    }
+    const upstream = upstreamKeyOf(entry, options)
+    if (upstream.file) files.add(upstream.file)
     const client: GatewayClient = {
       name: entry.name,
       scopes: expanded,
-      upstreamKey,
-      upstreamIdentity: credentialIdentity('u:', upstreamKey),
+      ...('key' in upstream
+        ? { upstreamKey: upstream.key, upstreamIdentity: credentialIdentity('u:', upstream.key) }
+        : { upstreamKey: '', upstreamIdentity: '', disabled: upstream.missing }),
       ...(entry.expiresAt ? { expiresAt: Date.parse(entry.expiresAt) } : {}),
       ...(allowFrom ? { allowFrom } : {}),
       ...(entry.albums ? { albums: albumBinding(entry.albums) } : {}),
@@ -341,8 +403,7 @@ export function buildKeyTable(
     entry.previous?.forEach((prev, j) =>
       add(prev.keyHash, `previous[${j}].keyHash`, Date.parse(prev.validUntil))
     )
-  })
-  return { byHash, clients }
+  }
 }
 
 /** Reads a keys file; a missing file is an empty one when `missingOk`. */
@@ -361,16 +422,11 @@ export function readKeysFile(path: string, missingOk: boolean): { text: string; 
 /**
  * Replaces `path` atomically: the new content goes to a temporary file in the same directory, is
  * flushed, then renamed over the old one, so the gateway's reloader never reads half a file.
- * A new file is created readable by its owner only.
+ * The file is always left readable by its owner only (0600), an existing 0644 one included.
  */
 export function writeFileAtomic(path: string, text: string): void {
   mkdirSync(dirname(path), { recursive: true })
-  let mode = 0o600
-  try {
-    mode = statSync(path).mode & 0o777
-  } catch {
-    /* new file */
-  }
+  const mode = 0o600
   const temp = join(
     dirname(path),
     `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`

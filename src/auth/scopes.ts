@@ -24,7 +24,7 @@ import { isApiPath } from '../routing/path.js'
 import { loadRouteTable } from '../routing/route-table.js'
 import type { AuthFailureReason } from './refusal.js'
 
-/** The shipped presets; env `GATEWAY_SCOPES_FILE` (or a policy's `presetsFile`) points elsewhere. */
+/** The shipped presets; env `GATEWAY_SCOPES_FILE` (resolved by loadConfig) or a policy's `presetsFile` points elsewhere. */
 export const DEFAULT_PRESETS_FILE = packageFile('config/scopes.yaml')
 const ROUTES_FILE = packageFile('config/immich-routes.json')
 
@@ -187,12 +187,12 @@ export class ScopeResolver {
   }
 }
 
-/** Builds a resolver from a presets file (default: the shipped one, or env GATEWAY_SCOPES_FILE). */
+/** Builds a resolver from a presets file (default: the shipped one). */
 export function loadScopeResolver(
   presetsFile?: string,
   catalogue = defaultCatalogue()
 ): ScopeResolver {
-  const file = presetsFile ?? process.env.GATEWAY_SCOPES_FILE ?? DEFAULT_PRESETS_FILE
+  const file = presetsFile ?? DEFAULT_PRESETS_FILE
   return new ScopeResolver(catalogue, loadPresets(file, catalogue))
 }
 

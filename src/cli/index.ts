@@ -1,104 +1,175 @@
 #!/usr/bin/env node
-import { realpathSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
-import { parseArgs } from 'node:util'
-import { ConfigError, loadConfig } from '../config/load.js'
-import { writeRouteTable } from '../routing/generate-routes.js'
-import { DEFAULT_ROUTES_FILE } from '../gateway.js'
-import { checkConfig } from '../config/check.js'
+/**
+ * `immich-gateway <command>`: every command describes itself (`--help`: usage, flags, an example),
+ * refuses flags it does not know (exit 2, with its usage line) and starts nothing when asked for help.
+ */
+import { readFileSync } from 'node:fs'
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { ConfigError } from '../config/load.js'
+import { isEntryPoint, packageFile } from '../paths.js'
 
-/** A CLI command: receives the words after its name; returns the exit code. */
-export type Command = (args: string[]) => Promise<number> | number
+/** What a command receives: its flags and positional arguments, already checked against its spec. */
+export interface Parsed {
+  values: Record<string, string | boolean | undefined>
+  positionals: string[]
+}
 
+/** A CLI command. `run` returns the exit code (-1: keep running, as `serve` does). */
+export interface CommandSpec {
+  /** One line for the command list. */
+  summary: string
+  /** What follows the command name in the usage line, e.g. `NAME [--file KEYS_FILE]`. */
+  usage: string
+  /** Flags and arguments, one per line (`--name NAME   what it is`). */
+  details?: string
+  /** A command line someone can copy. */
+  example: string
+  options?: NonNullable<ParseArgsConfig['options']>
+  /** How many positional arguments it takes (default none). */
+  positionals?: { min: number; max: number }
+  /** The command parses its own arguments (strictly, with parseArgs): `run` gets them as positionals. */
+  rawArgs?: boolean
+  run(parsed: Parsed): Promise<number> | number
+}
+
+/** A wrong invocation: the message, then the command's usage line; exit 2. */
 export class UsageError extends Error {}
 
-const commands: Record<string, Command> = {
-  serve: async () => {
-    await import('../main.js')
-    return -1 // keeps running
-  },
-  'routes generate': (args) => {
-    const { values } = parseArgs({
-      args,
-      options: { spec: { type: 'string' }, out: { type: 'string' } },
-    })
-    if (!values.spec) throw new UsageError('routes generate --spec FILE [--out FILE]')
-    const out = values.out ?? DEFAULT_ROUTES_FILE
-    const { count } = writeRouteTable(values.spec, out)
-    process.stdout.write(`wrote ${count} routes to ${out}\n`)
-    return 0
-  },
-  'config reference': async () => {
-    const { configReference } = await import('../config/reference.js')
-    process.stdout.write(`${configReference()}\n`)
-    return 0
-  },
-  'config example': async () => {
-    const { configExample } = await import('../config/reference.js')
-    process.stdout.write(configExample())
-    return 0
-  },
-  'config docs': async () => {
-    const { writeConfigDocs } = await import('../config/reference.js')
-    process.stdout.write(`updated ${writeConfigDocs().join(', ')}\n`)
-    return 0
-  },
-  'config check': async () => {
-    const config = loadConfig()
-    await checkConfig(config)
-    process.stdout.write(
-      `configuration ok (upstream ${config.upstream.url}, port ${config.server.port})\n`
-    )
-    return 0
-  },
+const commands = new Map<string, CommandSpec>()
+
+/** Each module registers its commands (keys, routes explain...) without this file knowing them. */
+export function registerCommand(name: string, spec: CommandSpec): void {
+  commands.set(name, spec)
 }
 
-/** Lets other modules add their commands (keys, routes explain) without this file knowing them. */
-export function registerCommand(name: string, command: Command): void {
-  commands[name] = command
+/** The names of the registered commands. */
+export function registeredCommands(): string[] {
+  return [...commands.keys()]
 }
 
+/** A string flag's value (parseArgs has already checked its type). */
+export function flag(parsed: Parsed, name: string): string | undefined {
+  const value = parsed.values[name]
+  return typeof value === 'string' ? value : undefined
+}
+
+function version(): string {
+  return (JSON.parse(readFileSync(packageFile('package.json'), 'utf8')) as { version: string })
+    .version
+}
+
+const HELP_FLAGS = new Set(['-h', '--help'])
+
+function wantsHelp(args: readonly string[]): boolean {
+  const end = args.indexOf('--')
+  return (end === -1 ? args : args.slice(0, end)).some((a) => HELP_FLAGS.has(a))
+}
+
+function usageLine(name: string, spec: CommandSpec): string {
+  return `usage: immich-gateway ${name}${spec.usage ? ` ${spec.usage}` : ''}`
+}
+
+function commandHelp(name: string, spec: CommandSpec): string {
+  const details = spec.details ? `\n${spec.details.replace(/^/gm, '  ')}\n` : ''
+  return `${usageLine(name, spec)}\n\n${spec.summary}\n${details}  -h, --help  this help\n\nexample:\n  ${spec.example}\n`
+}
+
+/** The command list, of everything or of one group (`keys`). */
+function overview(group?: string): string {
+  const names = [...commands.keys()].filter((n) => !group || n.startsWith(`${group} `)).sort()
+  const width = Math.max(...names.map((n) => n.length))
+  const list = names.map((n) => `  ${n.padEnd(width)}  ${commands.get(n)!.summary}`).join('\n')
+  const head = group
+    ? `usage: immich-gateway ${group} <command> [flags]`
+    : `immich-gateway ${version()}: an edge gateway for a self-hosted Immich\n\nusage: immich-gateway <command> [flags]`
+  return `${head}\n\ncommands:\n${list}\n\n"immich-gateway <command> --help" shows a command's flags and an example.${group ? '' : '\n  -h, --help     this help\n  -v, --version  the version'}\n`
+}
+
+function parse(name: string, spec: CommandSpec, args: string[]): Parsed {
+  if (spec.rawArgs) return { values: {}, positionals: args }
+  const { values, positionals } = parseArgs({
+    args,
+    options: spec.options ?? {},
+    allowPositionals: true,
+    strict: true,
+  })
+  const { min, max } = spec.positionals ?? { min: 0, max: 0 }
+  if (positionals.length < min || positionals.length > max) {
+    const extra = positionals.length > max ? `unexpected argument "${positionals[max]}"` : ''
+    throw new UsageError(extra || `${name}: missing argument`)
+  }
+  return { values: values as Parsed['values'], positionals }
+}
+
+/** Runs the CLI on `argv` (the words after the program name); resolves to the exit code. */
 export async function run(argv: string[]): Promise<number> {
   await import('./commands.js')
-  const two = argv.slice(0, 2).join(' ')
-  const one = argv[0] ?? 'help'
-  const [name, rest] = commands[two] ? [two, argv.slice(2)] : [one, argv.slice(1)]
-  const command = commands[name]
-  if (!command) {
-    process.stderr.write(
-      `usage: immich-gateway <command>\ncommands:\n${Object.keys(commands)
-        .map((c) => `  ${c}`)
-        .join('\n')}\n`
+  const out = (text: string) => process.stdout.write(text)
+  const err = (text: string) => process.stderr.write(text)
+  const [first, second] = argv
+  if (first === undefined) {
+    err(overview())
+    return 2
+  }
+  if (first === '-v' || first === '--version') {
+    out(`${version()}\n`)
+    return 0
+  }
+  if (HELP_FLAGS.has(first) || first === 'help') {
+    const topic = argv.slice(1).join(' ')
+    if (!topic) out(overview())
+    else if (commands.has(topic)) out(commandHelp(topic, commands.get(topic)!))
+    else if ([...commands.keys()].some((n) => n.startsWith(`${topic} `))) out(overview(topic))
+    else {
+      err(`immich-gateway: no command "${topic}"\n\n${overview()}`)
+      return 2
+    }
+    return 0
+  }
+  const two = `${first} ${second ?? ''}`
+  const [name, rest] = commands.has(two) ? [two, argv.slice(2)] : [first, argv.slice(1)]
+  const spec = commands.get(name)
+  if (!spec) {
+    const group = [...commands.keys()].some((n) => n.startsWith(`${first} `))
+    if (group && (second === undefined || HELP_FLAGS.has(second))) {
+      ;(second === undefined ? err : out)(overview(first))
+      return second === undefined ? 2 : 0
+    }
+    err(
+      `immich-gateway: unknown command "${group ? two.trim() : first}"\n\n${overview(group ? first : undefined)}`
     )
     return 2
   }
+  if (wantsHelp(rest)) {
+    out(commandHelp(name, spec))
+    return 0
+  }
   try {
-    return await command(rest)
-  } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`usage: immich-gateway ${err.message}\n`)
+    return await spec.run(parse(name, spec, rest))
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (error instanceof UsageError || code?.startsWith('ERR_PARSE_ARGS')) {
+      // parseArgs goes on about `--` after the point: the usage line below says it better.
+      const message = (error as Error).message.split('\n')[0]!.replace(/\. To specify .*$/, '')
+      err(
+        `immich-gateway ${name}: ${message}\n${usageLine(name, spec)}\n(immich-gateway ${name} --help: flags and an example)\n`
+      )
       return 2
     }
-    if (err instanceof ConfigError) {
-      process.stderr.write(`immich-gateway: invalid configuration\n${err.message}\n`)
+    if (error instanceof ConfigError) {
+      err(`immich-gateway: invalid configuration\n${error.message}\n`)
       return 2
     }
-    process.stderr.write(`immich-gateway: ${(err as Error).message}\n`)
+    err(`immich-gateway: ${(error as Error).message}\n`)
     return 1
   }
 }
 
-/** True when this file is the process's entry point (also through the npm bin symlink). */
-function isEntryPoint(): boolean {
-  try {
-    return !!process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)
-  } catch {
-    return false
-  }
-}
-
-if (isEntryPoint()) {
-  run(process.argv.slice(2)).then((code) => {
+/** Runs the CLI as the process: the exit code becomes the process's (unless a command keeps running). */
+export function main(argv: string[] = process.argv.slice(2)): void {
+  void run(argv).then((code) => {
     if (code >= 0) process.exit(code)
   })
 }
+
+if (isEntryPoint(import.meta.url)) main()

@@ -348,7 +348,37 @@ export async function rotateMinted(
   out(`replaced its Immich key (new id ${immichKey.id})`)
 }
 
-registerCommand('keys learn', learn)
-registerCommand('keys usage', usage)
-registerCommand('keys tighten', tighten)
-registerCommand('keys enforce', enforce)
+const FILE = '--file KEYS_FILE   the keys file (default: the one the gateway uses)'
+
+registerCommand('keys learn', {
+  summary: 'Put a client in learn mode: its calls are recorded to find its minimal scopes',
+  usage: 'NAME [--for 7d] [--scopes BASE] [--reset] [--file KEYS_FILE]',
+  details: `NAME           the client\n--for 7d       how long to learn (default: until tightened)\n--scopes BASE  what it may do meanwhile (default: every non-admin permission)\n--reset        forget what was learned so far\n${FILE}`,
+  example: 'immich-gateway keys learn frame --for 7d',
+  rawArgs: true,
+  run: ({ positionals }) => learn(positionals),
+})
+registerCommand('keys usage', {
+  summary: 'What a learning client called, and the scopes that would cover it',
+  usage: 'NAME [--json] [--file KEYS_FILE]',
+  details: `NAME     the client\n--json   machine-readable\n${FILE}`,
+  example: 'immich-gateway keys usage frame',
+  rawArgs: true,
+  run: ({ positionals }) => usage(positionals),
+})
+registerCommand('keys tighten', {
+  summary: 'Give a client exactly the scopes it used while learning',
+  usage: 'NAME [--report-only] [--immich-login EMAIL] [--file KEYS_FILE]',
+  details: `NAME   the client (see docs/learn-mode.md for every flag)\n${FILE}`,
+  example: 'immich-gateway keys tighten frame',
+  rawArgs: true,
+  run: ({ positionals }) => tighten(positionals),
+})
+registerCommand('keys enforce', {
+  summary: 'End report-only: calls outside the scopes are refused again',
+  usage: 'NAME [--immich-login EMAIL] [--file KEYS_FILE]',
+  details: `NAME   the client\n${FILE}`,
+  example: 'immich-gateway keys enforce frame',
+  rawArgs: true,
+  run: ({ positionals }) => enforce(positionals),
+})

@@ -1,7 +1,10 @@
 /**
- * `immich-gateway keys add | list | revoke | rotate`: edits the keys file in place (comments kept),
+ * `immich-gateway keys add | list | revoke | rotate | set-upstream`: edits the keys file in place
+ * (comments kept), and the upstream secrets file beside it for Immich keys given on stdin,
  * atomically, so a running gateway picks the change up within a second without a restart.
  */
+import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { isMap, isSeq, parseDocument, type Document, type YAMLMap, type YAMLSeq } from 'yaml'
 import { parseDuration } from '../auth/duration.js'
@@ -9,16 +12,19 @@ import { keyHash } from '../auth/hash.js'
 import { generateKey } from '../auth/keygen.js'
 import {
   CLIENT_NAME,
+  keysFileFor,
   parseKeysText,
   readKeysFile,
-  resolveKeysFile,
   writeFileAtomic,
   type ClientEntry,
 } from '../auth/keys-file.js'
-import { loadScopeResolver } from '../auth/scopes.js'
-import { mintedSecretsFile } from '../auth/minted-secrets.js'
+import { GATEWAY_KEY_PREFIX } from '../auth/keygen.js'
+import { loadScopeResolver, type ScopeResolver } from '../auth/scopes.js'
+import { mintedSecretsFile, readMintedSecrets, writeMintedSecret } from '../auth/minted-secrets.js'
+import { loadConfig } from '../config/load.js'
 import { AddressSet } from '../net.js'
-import { registerCommand, UsageError } from './index.js'
+import { apiKeyAuthOptions } from '../../policies/api-key-auth/schema.js'
+import { registerCommand, UsageError, type CommandSpec } from './index.js'
 import {
   heldPermissions,
   immichSession,
@@ -28,8 +34,25 @@ import {
   rotateMinted,
 } from './keys-learn.js'
 
-const DEFAULT_UPSTREAM_KEY_ENV = 'IMMICH_API_KEY'
 const DEFAULT_GRACE = '24h'
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
+
+/** What the gateway would use (GATEWAY_CONFIG, GATEWAY_KEYS_FILE, GATEWAY_SCOPES_FILE), unless --file says. */
+interface Setup {
+  file: string
+  resolver: ScopeResolver
+  env: Readonly<Record<string, string | undefined>>
+}
+
+function setup(fileFlag: string | undefined): Setup {
+  const config = loadConfig()
+  const options = apiKeyAuthOptions.parse(config.policies['api-key-auth'] || {})
+  const file = fileFlag
+    ? resolve(fileFlag)
+    : keysFileFor(options.keysFile, config.environment)!.file
+  const presets = options.presetsFile ?? config.environment?.presetsFile
+  return { file, resolver: loadScopeResolver(presets), env: config.environment?.vars ?? {} }
+}
 
 const HEADER = ` Gateway API keys (see config/keys.example.yaml). Written by \`immich-gateway keys\`; the gateway
  reloads this file when it changes. Only hashes of keys are stored here.`
@@ -43,7 +66,7 @@ export interface KeysDoc {
 
 /** Opens the keys file as an editable YAML document, after checking it is a valid keys file. */
 export function openKeys(fileFlag: string | undefined): KeysDoc {
-  const { file } = resolveKeysFile(fileFlag)
+  const { file } = setup(fileFlag)
   const { text, exists } = readKeysFile(file, true)
   const { clients: entries } = parseKeysText(text, file)
   const doc = parseDocument(text)
@@ -63,7 +86,7 @@ export function openKeys(fileFlag: string | undefined): KeysDoc {
 export function save(keys: KeysDoc): void {
   const text = keys.doc.toString({ lineWidth: 0 })
   const { clients } = parseKeysText(text, keys.file)
-  const resolver = loadScopeResolver()
+  const { resolver } = setup(keys.file)
   for (const client of clients) {
     resolver.expand(client.scopes)
     if (client.learn?.base) resolver.expand(client.learn.base)
@@ -110,6 +133,8 @@ const add = async (args: string[]): Promise<number> => {
       'immich-login': { type: 'string' },
       'immich-url': { type: 'string' },
       'upstream-key-env': { type: 'string' },
+      'upstream-key-file': { type: 'string' },
+      'upstream-key-stdin': { type: 'boolean' },
       expires: { type: 'string' },
       'allow-from': { type: 'string' },
       description: { type: 'string' },
@@ -120,15 +145,17 @@ const add = async (args: string[]): Promise<number> => {
   const usage =
     'keys add --name NAME (--scopes a,b | --learn [--for 7d] [--scopes BASE]) [--report-only] [--upstream-key-env VAR | --immich-login EMAIL] [--expires 90d] [--allow-from cidr,..] [--albums ID,..] [--description TEXT] [--file F]'
   if (!values.name || (!values.scopes && !values.learn)) throw new UsageError(usage)
-  if (values['immich-login'] && values['upstream-key-env'])
-    throw new UsageError('--immich-login mints the Immich key: it replaces --upstream-key-env')
+  const given = ['immich-login', 'upstream-key-env', 'upstream-key-file', 'upstream-key-stdin']
+  if (given.filter((f) => values[f as keyof typeof values] !== undefined).length > 1)
+    throw new UsageError(`give one of ${given.map((f) => `--${f}`).join(', ')}`)
   if (!CLIENT_NAME.test(values.name))
     throw new UsageError(
       `--name: 1–64 letters, digits, ".", "_" or "-" (it labels logs and metrics)`
     )
+  const where = setup(values.file)
   const scopes = list(values.scopes)
   try {
-    loadScopeResolver().expand(scopes)
+    where.resolver.expand(scopes)
   } catch (err) {
     throw new Error(`--scopes ${(err as Error).message}`, { cause: err })
   }
@@ -141,9 +168,12 @@ const add = async (args: string[]): Promise<number> => {
   const albums = list(values.albums)
   if (values.albums !== undefined && albums.length === 0)
     throw new UsageError('--albums: expected album ids, comma-separated')
-  const upstreamKeyEnv = values['upstream-key-env'] ?? DEFAULT_UPSTREAM_KEY_ENV
-  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(upstreamKeyEnv))
+  const upstreamKeyEnv = values['upstream-key-env']
+  if (upstreamKeyEnv !== undefined && !ENV_NAME.test(upstreamKeyEnv))
     throw new UsageError('--upstream-key-env: expected an environment variable name')
+  const upstreamKeyFile = values['upstream-key-file']
+    ? resolve(values['upstream-key-file'])
+    : undefined
 
   const keys = openKeys(values.file)
   if (keys.entries.some((c) => c.name === values.name))
@@ -156,7 +186,8 @@ const add = async (args: string[]): Promise<number> => {
     name: values.name,
     keyHash: keyHash(key),
     scopes: values.learn ? [] : scopes,
-    ...(values['immich-login'] ? {} : { upstreamKeyEnv }),
+    ...(upstreamKeyEnv ? { upstreamKeyEnv } : {}),
+    ...(upstreamKeyFile ? { upstreamKeyFile } : {}),
     ...(values.learn ? { learn: learnField(values.for, learnBase) } : {}),
     ...(values['report-only'] ? { reportOnly: true } : {}),
     ...(values.expires ? { expiresAt: instant(values.expires, '--expires') } : {}),
@@ -166,8 +197,7 @@ const add = async (args: string[]): Promise<number> => {
     createdAt: new Date().toISOString(),
   }
   if (values['immich-login']) {
-    const resolver = loadScopeResolver()
-    const { permissions } = heldPermissions(entry, resolver)
+    const { permissions } = heldPermissions(entry, where.resolver)
     entry.immichKey = await immichSession(values['immich-login'], values['immich-url'], (session) =>
       mintInto(session, keys.file, entry.name, permissions)
     )
@@ -178,14 +208,21 @@ const add = async (args: string[]): Promise<number> => {
     if (isSeq(seq)) seq.flow = true
   }
   keys.clients.add(node)
+  // The secret first: when the gateway sees the new client, its Immich key is already there.
+  const stdinKey = values['upstream-key-stdin'] ? readUpstreamKey() : undefined
+  if (stdinKey) writeMintedSecret(keys.file, entry.name, stdinKey)
   save(keys)
   if (entry.immichKey) {
     out(
       `minted an Immich API key for ${entry.name} with ${entry.immichKey.permissions.length} permissions (id ${entry.immichKey.id}); its secret is in ${mintedSecretsFile(keys.file)}`
     )
-  } else if (!process.env[upstreamKeyEnv]) {
+  } else if (upstreamKeyEnv && !where.env[upstreamKeyEnv]) {
     process.stderr.write(
-      `note: ${upstreamKeyEnv} is not set in this shell; the gateway must have it (an Immich API key) or it refuses the keys file\n`
+      `note: ${upstreamKeyEnv} is not set in this shell; the gateway's own environment must hold it (an Immich API key), else ${entry.name} answers 503\n`
+    )
+  } else if (!stdinKey && !upstreamKeyEnv && !upstreamKeyFile) {
+    process.stderr.write(
+      `note: ${entry.name} has no Immich API key yet, so the gateway answers its requests with 503 until one is set: immich-gateway keys set-upstream ${entry.name} --upstream-key-stdin\n`
     )
   }
   out(`added client ${entry.name} to ${keys.file}`)
@@ -194,7 +231,7 @@ const add = async (args: string[]): Promise<number> => {
       `  learning${entry.learn.until ? ` until ${entry.learn.until}` : ''}: see \`keys usage ${entry.name}\`, then \`keys tighten ${entry.name}\``
     )
   out(
-    `  scopes: ${entry.scopes.join(', ') || '(learning)'}; Immich key ${entry.immichKey ? 'minted' : `from $${upstreamKeyEnv}`}${entry.expiresAt ? `; expires ${entry.expiresAt}` : ''}${allowFrom.length ? `; from ${allowFrom.join(', ')}` : ''}${albums.length ? `; only albums ${albums.join(', ')}` : ''}`
+    `  scopes: ${entry.scopes.join(', ') || '(learning)'}; Immich key ${entry.immichKey ? 'minted' : stdinKey ? `in ${mintedSecretsFile(keys.file)}` : upstreamKeyEnv ? `from $${upstreamKeyEnv}` : upstreamKeyFile ? `from ${upstreamKeyFile}` : 'not set yet'}${entry.expiresAt ? `; expires ${entry.expiresAt}` : ''}${allowFrom.length ? `; from ${allowFrom.join(', ')}` : ''}${albums.length ? `; only albums ${albums.join(', ')}` : ''}`
   )
   out('The key is shown only now; give it to the client:')
   out(key)
@@ -208,6 +245,7 @@ const listCommand = (args: string[]): number => {
     out(`no clients in ${keys.file}`)
     return 0
   }
+  const secrets = readMintedSecrets(keys.file)
   const now = Date.now()
   const rows = keys.entries.map((c) => {
     const expired = c.expiresAt !== undefined && Date.parse(c.expiresAt) <= now
@@ -217,13 +255,13 @@ const listCommand = (args: string[]): number => {
       (c.scopes.join(',') || '-') +
         (c.learn ? ` (learning${c.learn.base ? ` ${c.learn.base.join(',')}` : ''})` : '') +
         (c.reportOnly ? ' (report-only)' : ''),
-      c.upstreamKeyEnv ?? `minted ${c.immichKey?.id ?? ''}`,
+      describeSource(c, secrets),
       c.expiresAt ? `${c.expiresAt}${expired ? ' (EXPIRED)' : ''}` : 'never',
       c.allowFrom?.join(',') ?? 'any',
       grace.length ? `old key valid until ${grace.map((p) => p.validUntil).join(', ')}` : '',
     ]
   })
-  const header = ['NAME', 'SCOPES', 'UPSTREAM KEY ENV', 'EXPIRES', 'ALLOW FROM', 'ROTATION']
+  const header = ['NAME', 'SCOPES', 'IMMICH KEY', 'EXPIRES', 'ALLOW FROM', 'ROTATION']
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
   for (const row of [header, ...rows])
     out(
@@ -258,6 +296,7 @@ const revoke = async (args: string[]): Promise<number> => {
   )
   keys.clients.delete(index)
   save(keys)
+  if (readMintedSecrets(keys.file).has(name)) writeMintedSecret(keys.file, name, undefined)
   out(
     `revoked ${name} (removed from ${keys.file}; a running gateway refuses the key within a second or two)`
   )
@@ -314,7 +353,147 @@ const rotate = async (args: string[]): Promise<number> => {
   return 0
 }
 
-registerCommand('keys add', add)
-registerCommand('keys list', listCommand)
-registerCommand('keys revoke', revoke)
-registerCommand('keys rotate', rotate)
+/** The Immich key typed or piped on stdin: one line, checked for shape, never echoed. */
+function readUpstreamKey(): string {
+  if (process.stdin.isTTY)
+    process.stderr.write('Immich API key (input is not hidden; end with Enter, then Ctrl-D): ')
+  const key = readFileSync(0, 'utf8').trim()
+  if (!key) throw new UsageError('--upstream-key-stdin: nothing on stdin (pipe the Immich API key)')
+  if (key.startsWith(GATEWAY_KEY_PREFIX))
+    throw new UsageError(
+      '--upstream-key-stdin: this is a gateway key; the gateway needs an Immich API key (Immich → Account settings → API keys)'
+    )
+  if (!/^[\x21-\x7e]+$/.test(key))
+    throw new UsageError(
+      '--upstream-key-stdin: expected one Immich API key (printable characters, no spaces or line breaks)'
+    )
+  return key
+}
+
+/** Where a client's Immich key comes from, for humans. */
+function describeSource(entry: ClientEntry, secrets: ReadonlyMap<string, string>): string {
+  if (entry.upstreamKeyFile) return `file ${entry.upstreamKeyFile}`
+  if (entry.upstreamKeyEnv) return `env ${entry.upstreamKeyEnv}`
+  if (entry.immichKey)
+    return `minted ${entry.immichKey.id}${secrets.has(entry.name) ? '' : ' (MISSING)'}`
+  return secrets.has(entry.name) ? 'secrets file' : 'MISSING'
+}
+
+const setUpstream = (args: string[]): number => {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      'upstream-key-stdin': { type: 'boolean' },
+      'upstream-key-env': { type: 'string' },
+      'upstream-key-file': { type: 'string' },
+      file: { type: 'string' },
+    },
+    allowPositionals: true,
+  })
+  const name = positionals[0]
+  const given = [
+    values['upstream-key-stdin'],
+    values['upstream-key-env'],
+    values['upstream-key-file'],
+  ]
+  if (!name || positionals.length > 1 || given.filter((v) => v !== undefined).length !== 1)
+    throw new UsageError(
+      'give NAME and one of --upstream-key-stdin, --upstream-key-env, --upstream-key-file'
+    )
+  const env = values['upstream-key-env']
+  if (env !== undefined && !ENV_NAME.test(env))
+    throw new UsageError('--upstream-key-env: expected an environment variable name')
+  const where = setup(values.file)
+  const keys = openKeys(values.file)
+  const { node } = findClient(keys, name)
+  const stdinKey = values['upstream-key-stdin'] ? readUpstreamKey() : undefined
+  node.delete('upstreamKeyEnv')
+  node.delete('upstreamKeyFile')
+  node.delete('immichKey')
+  if (env) node.set('upstreamKeyEnv', env)
+  const file = values['upstream-key-file'] ? resolve(values['upstream-key-file']) : undefined
+  if (file) node.set('upstreamKeyFile', file)
+  if (stdinKey) writeMintedSecret(keys.file, name, stdinKey)
+  else if (readMintedSecrets(keys.file).has(name)) writeMintedSecret(keys.file, name, undefined)
+  save(keys)
+  out(
+    `${name} now uses ${stdinKey ? `the Immich key stored in ${mintedSecretsFile(keys.file)}` : env ? `the Immich key in $${env}` : `the Immich key in ${file}`} (a running gateway picks it up within a second or two)`
+  )
+  if (env && !where.env[env])
+    process.stderr.write(
+      `note: ${env} is not set in this shell; the gateway's own environment must hold it, else ${name} answers 503\n`
+    )
+  return 0
+}
+
+const FILE =
+  '--file KEYS_FILE   the keys file (default: the one the gateway uses: policies.api-key-auth.keysFile, env GATEWAY_KEYS_FILE, else config/keys.yaml)'
+const UPSTREAM = `--upstream-key-stdin    read the Immich API key for this client from stdin and keep it in the
+                        upstream secrets file beside the keys file (0600; never in the keys file)
+--upstream-key-env VAR  or: the gateway reads the Immich key from this environment variable
+--upstream-key-file P   or: from this file (Docker secrets: /run/secrets/NAME)`
+
+const raw = (
+  run: (args: string[]) => number | Promise<number>,
+  spec: Omit<CommandSpec, 'run' | 'rawArgs'>
+): CommandSpec => ({ ...spec, rawArgs: true, run: ({ positionals }) => run(positionals) })
+
+registerCommand(
+  'keys add',
+  raw(add, {
+    summary: 'Make a gateway key for a client; prints the key once',
+    usage:
+      '--name NAME (--scopes a,b | --learn [--for 7d]) [--upstream-key-stdin | --upstream-key-env VAR | --upstream-key-file PATH | --immich-login EMAIL] [--report-only] [--expires 90d] [--allow-from CIDR,..] [--albums ID,..] [--description TEXT] [--file KEYS_FILE]',
+    details: `--name NAME             the client's name (labels logs and metrics)
+--scopes a,b            Immich permissions (asset.view), wildcards (asset.*), presets
+                        (photo-frame) from config/scopes.yaml, or all
+--learn [--for 7d]      learn mode instead: see docs/learn-mode.md
+${UPSTREAM}
+--immich-login EMAIL    or: mint an Immich key with exactly these permissions
+--expires 90d|DATE      the key stops working then (401)
+--allow-from CIDR,..    only these addresses may use the key
+--albums ID,..          only these albums (docs/album-binding.md)
+--description TEXT      free text for humans
+${FILE}`,
+    example:
+      'printf \'%s\' "$IMMICH_KEY" | immich-gateway keys add --name frame --scopes photo-frame --upstream-key-stdin',
+  })
+)
+registerCommand(
+  'keys list',
+  raw(listCommand, {
+    summary: 'List the clients: scopes, where their Immich key comes from, expiry',
+    usage: '[--file KEYS_FILE]',
+    details: FILE,
+    example: 'immich-gateway keys list',
+  })
+)
+registerCommand(
+  'keys revoke',
+  raw(revoke, {
+    summary: 'Remove a client: its key stops working within a second or two',
+    usage: 'NAME [--immich-login EMAIL] [--file KEYS_FILE]',
+    details: `NAME   the client\n--immich-login EMAIL   also delete its minted Immich key\n${FILE}`,
+    example: 'immich-gateway keys revoke frame',
+  })
+)
+registerCommand(
+  'keys rotate',
+  raw(rotate, {
+    summary: 'Give a client a new key; the old one works for a grace period',
+    usage: 'NAME [--grace 24h] [--immich-login EMAIL] [--file KEYS_FILE]',
+    details: `NAME          the client\n--grace 24h   how long the old key keeps working (0: not at all)\n${FILE}`,
+    example: 'immich-gateway keys rotate frame --grace 1h',
+  })
+)
+registerCommand(
+  'keys set-upstream',
+  raw(setUpstream, {
+    summary: "Set where a client's Immich API key comes from (e.g. after renewing it in Immich)",
+    usage:
+      'NAME (--upstream-key-stdin | --upstream-key-env VAR | --upstream-key-file PATH) [--file KEYS_FILE]',
+    details: `NAME                    the client\n${UPSTREAM}\n${FILE}`,
+    example:
+      'printf \'%s\' "$NEW_IMMICH_KEY" | immich-gateway keys set-upstream frame --upstream-key-stdin',
+  })
+)

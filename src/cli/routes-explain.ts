@@ -3,8 +3,8 @@
  * the canonical path, the Immich route and its permission, and for a client whether its key may call
  * it and why. Uses the same rules as the running gateway (src/auth/scopes.ts decideAccess).
  */
-import { parseArgs } from 'node:util'
-import { parseKeysText, readKeysFile, resolveKeysFile } from '../auth/keys-file.js'
+import { resolve } from 'node:path'
+import { keysFileFor, parseKeysText, readKeysFile } from '../auth/keys-file.js'
 import { decideAccess, loadScopeResolver, type ScopeResolver } from '../auth/scopes.js'
 import { loadConfig } from '../config/load.js'
 import { GatewayError } from '../errors.js'
@@ -13,7 +13,7 @@ import { canonicalPath, isApiPath } from '../routing/path.js'
 import { compileRouteTable, loadRouteTable } from '../routing/route-table.js'
 import { apiKeyAuthOptions } from '../../policies/api-key-auth/schema.js'
 import { scopesOptions } from '../../policies/scopes/schema.js'
-import { registerCommand, UsageError } from './index.js'
+import { flag, registerCommand, type Parsed } from './index.js'
 
 function out(line = ''): void {
   process.stdout.write(`${line}\n`)
@@ -33,25 +33,20 @@ function origin(token: string, raw: readonly string[], resolver: ScopeResolver):
 }
 
 /** Options of the configured policies (GATEWAY_CONFIG), defaults when unset: the CLI sees what the gateway sees. */
-function policyOptions(): { keysFile?: string; websocketPermission: string } {
+function policyOptions(): { keysFile?: string; presetsFile?: string; websocketPermission: string } {
   const config = loadConfig()
-  const apiKey = config.policies['api-key-auth']
+  const apiKey = apiKeyAuthOptions.parse(config.policies['api-key-auth'] || {})
   const scopes = config.policies.scopes
   return {
-    keysFile: apiKey ? apiKeyAuthOptions.parse(apiKey).keysFile : undefined,
+    keysFile: keysFileFor(apiKey.keysFile, config.environment)?.file,
+    presetsFile: apiKey.presetsFile ?? config.environment?.presetsFile,
     websocketPermission: scopesOptions.parse(scopes || {}).websocketPermission,
   }
 }
 
-const explain = (args: string[]): number => {
-  const { values, positionals } = parseArgs({
-    args,
-    options: { client: { type: 'string' }, file: { type: 'string' } },
-    allowPositionals: true,
-  })
-  const [rawMethod, target] = positionals
-  if (!rawMethod || !target || positionals.length > 2)
-    throw new UsageError('routes explain METHOD PATH [--client NAME] [--file KEYS_FILE]')
+const explain = (parsed: Parsed): number => {
+  const [rawMethod, target] = parsed.positionals as [string, string]
+  const values = { client: flag(parsed, 'client'), file: flag(parsed, 'file') }
   const method = rawMethod.toUpperCase()
   const q = target.indexOf('?')
   const rawPath = q === -1 ? target : target.slice(0, q)
@@ -95,11 +90,12 @@ const explain = (args: string[]): number => {
 
   if (values.client === undefined) return 0
   const options = policyOptions()
-  const { file } = resolveKeysFile(values.file ?? options.keysFile)
+  const file = values.file ? resolve(values.file) : options.keysFile
+  if (!file) throw new Error('no keys file: give --file')
   const { clients } = parseKeysText(readKeysFile(file, false).text, file)
   const client = clients.find((c) => c.name === values.client)
   if (!client) throw new Error(`no client named "${values.client}" in ${file}`)
-  const resolver = loadScopeResolver()
+  const resolver = loadScopeResolver(options.presetsFile)
   const scopes = resolver.expand(client.scopes)
   const decision = decideAccess(scopes, { path, route }, options.websocketPermission)
   const label = `  client ${client.name}`
@@ -119,4 +115,15 @@ const explain = (args: string[]): number => {
   return 0
 }
 
-registerCommand('routes explain', explain)
+registerCommand('routes explain', {
+  summary:
+    'What the gateway makes of a request: route, permission, and whether a client may call it',
+  usage: 'METHOD PATH [--client NAME] [--file KEYS_FILE]',
+  details: `METHOD PATH     the request, e.g. GET /api/assets/123/thumbnail
+--client NAME   also decide for this client of the keys file
+--file FILE     the keys file (default: the one the gateway uses)`,
+  example: 'immich-gateway routes explain GET /api/albums --client frame',
+  options: { client: { type: 'string' }, file: { type: 'string' } },
+  positionals: { min: 2, max: 2 },
+  run: explain,
+})

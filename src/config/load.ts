@@ -1,7 +1,13 @@
+/**
+ * Configuration loading: the only module that reads the process environment. Everything the gateway
+ * takes from it (overrides, file locations, the variables a field names, the metrics token) is
+ * resolved here into the config, so `config check` sees exactly what `serve` would.
+ */
 import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { type z } from 'zod'
-import { configSchema, type GatewayConfig } from './schema.js'
+import { configSchema, type GatewayConfig, type ResolvedEnvironment } from './schema.js'
 
 /** A configuration problem: printed as one clear line at startup, never with a stack trace. */
 export class ConfigError extends Error {
@@ -18,7 +24,10 @@ export function describeIssues(error: z.ZodError, prefix = ''): string {
     .join('\n')
 }
 
-type Env = Record<string, string | undefined>
+export type Env = Readonly<Record<string, string | undefined>>
+
+/** The keys file when neither the config nor the environment names one (relative to the working directory). */
+export const DEFAULT_KEYS_FILE = 'config/keys.yaml'
 
 function setIn(target: Record<string, unknown>, path: string[], value: unknown): void {
   let node = target
@@ -55,7 +64,18 @@ const ENV_FIELDS: [string, string][] = [
   ['REDIS_URL', 'redis.url'],
   ['LOG_LEVEL', 'logging.level'],
   ['METRICS_PORT', 'metrics.port'],
+  ['METRICS_HOST', 'metrics.host'],
 ]
+
+/** Variables the gateway reads besides ENV_FIELDS and the ones a field names (compose files are checked against both lists). */
+export const ENV_FILES: readonly string[] = [
+  'GATEWAY_CONFIG',
+  'GATEWAY_KEYS_FILE',
+  'GATEWAY_SCOPES_FILE',
+]
+
+/** Every variable name the loader itself reads. */
+export const KNOWN_ENV: readonly string[] = [...ENV_FIELDS.map(([name]) => name), ...ENV_FILES]
 
 function applyEnv(raw: Record<string, unknown>, env: Env): void {
   for (const [name, field] of ENV_FIELDS) {
@@ -69,17 +89,71 @@ function applyEnv(raw: Record<string, unknown>, env: Env): void {
   }
 }
 
-/** Reads GATEWAY_CONFIG (YAML or JSON) if set, applies env overrides, validates. Throws ConfigError. */
-export function loadConfig(env: Env = process.env): GatewayConfig {
+/** Command-line flags that take precedence over the environment (`serve`, `config check`). */
+export interface LoadFlags {
+  /** The config file (instead of GATEWAY_CONFIG). */
+  file?: string
+  /** The keys file (instead of GATEWAY_KEYS_FILE and policies.api-key-auth.keysFile). */
+  keys?: string
+}
+
+/**
+ * Attaches what the environment holds for a validated config: the variables, the keys and presets
+ * files, the metrics token. Without `defaultKeysFile` no keys file is implied (tests: nothing is read
+ * from the working directory). Throws ConfigError when a field names a variable that is not set.
+ */
+export function resolveEnvironment(
+  config: GatewayConfig,
+  vars: Env,
+  options: { defaultKeysFile?: string } = {}
+): GatewayConfig {
+  const environment: ResolvedEnvironment = { vars: { ...vars } }
+  const keysFile = vars.GATEWAY_KEYS_FILE || options.defaultKeysFile
+  if (keysFile) environment.keysFile = resolve(keysFile)
+  if (vars.GATEWAY_SCOPES_FILE) environment.presetsFile = resolve(vars.GATEWAY_SCOPES_FILE)
+  const tokenEnv = config.metrics.bearerTokenEnv
+  if (tokenEnv) {
+    const token = vars[tokenEnv]
+    if (!token)
+      throw new ConfigError(
+        `metrics.bearerTokenEnv: environment variable ${tokenEnv} is not set (it must hold the token Prometheus sends)`
+      )
+    environment.metricsToken = token
+  }
+  return { ...config, environment }
+}
+
+/**
+ * Reads the config file (flags.file, else GATEWAY_CONFIG; YAML or JSON) if any, applies env overrides,
+ * validates, and resolves the environment into it. Throws ConfigError.
+ */
+export function loadConfig(env: Env = process.env, flags: LoadFlags = {}): GatewayConfig {
+  return resolveLoaded(readConfig(env, flags), env, flags)
+}
+
+/** The environment resolved into a config readConfig returned (the keys flag included). */
+export function resolveLoaded(
+  config: GatewayConfig,
+  env: Env = process.env,
+  flags: LoadFlags = {}
+): GatewayConfig {
+  return resolveEnvironment(config, flags.keys ? { ...env, GATEWAY_KEYS_FILE: flags.keys } : env, {
+    defaultKeysFile: DEFAULT_KEYS_FILE,
+  })
+}
+
+/** The config file and env overrides, validated; the environment not resolved yet. Throws ConfigError. */
+export function readConfig(env: Env = process.env, flags: LoadFlags = {}): GatewayConfig {
   let raw: Record<string, unknown> = {}
-  const file = env.GATEWAY_CONFIG
+  const file = flags.file ?? env.GATEWAY_CONFIG
+  const label = flags.file ? '--file' : 'GATEWAY_CONFIG'
   if (file) {
     let text: string
     try {
       text = readFileSync(file, 'utf8')
     } catch (err) {
       throw new ConfigError(
-        `GATEWAY_CONFIG: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`
+        `${label}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`
       )
     }
     let parsed: unknown
@@ -87,13 +161,11 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
       parsed = parseYaml(text)
     } catch (err) {
       throw new ConfigError(
-        `GATEWAY_CONFIG: ${file} is not valid YAML/JSON: ${(err as Error).message.split('\n')[0]}`
+        `${label}: ${file} is not valid YAML/JSON: ${(err as Error).message.split('\n')[0]}`
       )
     }
     if (parsed != null && (typeof parsed !== 'object' || Array.isArray(parsed))) {
-      throw new ConfigError(
-        `GATEWAY_CONFIG: ${file} must hold a mapping of options at its top level`
-      )
+      throw new ConfigError(`${label}: ${file} must hold a mapping of options at its top level`)
     }
     raw = withoutNulls(parsed ?? {}) as Record<string, unknown>
   }
@@ -107,5 +179,15 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     })
     throw new ConfigError(message)
   }
-  return result.data
+  let config: GatewayConfig = result.data
+  if (flags.keys) {
+    // The flag wins over the config file too, so `config check --keys` checks the file it names.
+    const apiKeyAuth = config.policies['api-key-auth']
+    if (typeof apiKeyAuth === 'object' && apiKeyAuth !== null && 'keysFile' in apiKeyAuth)
+      config = {
+        ...config,
+        policies: { ...config.policies, 'api-key-auth': { ...apiKeyAuth, keysFile: flags.keys } },
+      }
+  }
+  return config
 }

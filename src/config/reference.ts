@@ -168,15 +168,15 @@ export function configExample(): string {
   return `${out.join('\n')}\n`
 }
 
-/** Rewrites config/gateway.example.yaml and the README's configuration reference from the schemas. */
+/** Rewrites config/gateway.example.yaml and the configuration reference (docs/configuration.md) from the schemas. */
 export function writeConfigDocs(): string[] {
   writeFileSync(packageFile('config/gateway.example.yaml'), configExample())
-  const readmeFile = packageFile('README.md')
+  const readmeFile = packageFile('docs/configuration.md')
   const readme = readFileSync(readmeFile, 'utf8')
   const updated = readme.replace(
     /(<!-- config-reference:start -->\n)[\s\S]*?(\n<!-- config-reference:end -->)/,
     `$1${configReference()}$2`
   )
   writeFileSync(readmeFile, updated)
-  return ['config/gateway.example.yaml', 'README.md']
+  return ['config/gateway.example.yaml', 'docs/configuration.md']
 }

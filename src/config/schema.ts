@@ -328,7 +328,7 @@ export const metricsSchema = z
     host: listenHost
       .default('127.0.0.1')
       .describe(
-        'Address of the metrics listener; loopback by default so it is never public by accident.'
+        'Address of the metrics listener (env METRICS_HOST); loopback by default so it is never public by accident. In a container, 0.0.0.0 lets Prometheus in another container scrape it.'
       ),
     bearerTokenEnv: z
       .string()
@@ -374,4 +374,20 @@ export const configSchema = z
   })
   .strict()
 
-export type GatewayConfig = z.infer<typeof configSchema>
+/**
+ * What loadConfig (src/config/load.ts, the only reader of the process environment) resolved from it.
+ * A config built any other way (the tests' helpers) has none: it sees no variable and no file of the
+ * working directory unless it names them.
+ */
+export interface ResolvedEnvironment {
+  /** The variables, for the fields that name one (upstreamKeyEnv, secretEnv, publicKeyEnv...). */
+  vars: Readonly<Record<string, string | undefined>>
+  /** The keys file unless policies.api-key-auth.keysFile names one: env GATEWAY_KEYS_FILE, else config/keys.yaml in the working directory. Absolute. */
+  keysFile?: string
+  /** Scope presets unless a policy names its own file: env GATEWAY_SCOPES_FILE. Absolute. */
+  presetsFile?: string
+  /** The token held in the variable metrics.bearerTokenEnv names (secret: never logged). */
+  metricsToken?: string
+}
+
+export type GatewayConfig = z.infer<typeof configSchema> & { environment?: ResolvedEnvironment }

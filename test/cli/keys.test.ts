@@ -30,7 +30,8 @@ function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
     execFile(
       process.execPath,
       ['--import', 'tsx', CLI, ...args],
-      { cwd: ROOT, env: { ...process.env, ...env } },
+      // Nothing of the caller's environment (GATEWAY_CONFIG, GATEWAY_KEYS_FILE...) reaches the CLI.
+      { cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...env } },
       (err, stdout, stderr) => {
         const lines = stdout.trimEnd().split('\n')
         resolve({
@@ -86,7 +87,7 @@ describe('immich-gateway keys', () => {
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([])
   })
 
-  it('GATEWAY_KEYS_FILE chooses the file; an unset upstream env var is a warning on stderr', async () => {
+  it('GATEWAY_KEYS_FILE chooses the file; an unset upstream env var is a note on stderr', async () => {
     const run = await cli(
       [
         'keys',
@@ -139,8 +140,8 @@ describe('immich-gateway keys', () => {
   it('list shows clients without keys or hashes', async () => {
     const run = await cli(['keys', 'list', '--file', file])
     expect(run.code).toBe(0)
-    expect(run.stdout).toMatch(/^NAME\s+SCOPES\s+UPSTREAM KEY ENV\s+EXPIRES\s+ALLOW FROM/)
-    expect(run.stdout).toMatch(/frame\s+photo-frame,asset.upload\s+IGW_TEST_UPSTREAM_USER_KEY/)
+    expect(run.stdout).toMatch(/^NAME\s+SCOPES\s+IMMICH KEY\s+EXPIRES\s+ALLOW FROM/)
+    expect(run.stdout).toMatch(/frame\s+photo-frame,asset.upload\s+env IGW_TEST_UPSTREAM_USER_KEY/)
     expect(run.stdout).toContain('bot')
     expect(run.stdout).not.toContain('igw_')
     expect(run.stdout).not.toContain('sha256')

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { spawnSync } from 'node:child_process'
 import { describe, expect, it } from 'vitest'
+import { childEnv } from '../support/stack.js'
 import { ConfigError, loadConfig } from '../../src/config/load.js'
 
 function yamlFile(text: string): string {
@@ -63,7 +64,7 @@ describe('loadConfig', () => {
 
   it('stops the real process with a clear message, exit code 2 and no stack trace', () => {
     const result = spawnSync(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-      env: { ...process.env, PORT: 'eighty' },
+      env: childEnv({ PORT: 'eighty' }),
       encoding: 'utf8',
       timeout: 20_000,
     })

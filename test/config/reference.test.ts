@@ -19,8 +19,8 @@ describe('the documented configuration is the real one', () => {
     ).toEqual(Object.keys(config.policies))
   })
 
-  it('the README config reference is what `immich-gateway config reference` prints (`npm run docs`)', () => {
-    const readme = readFileSync(packageFile('README.md'), 'utf8')
+  it('docs/configuration.md holds what `immich-gateway config reference` prints (`npm run docs`)', () => {
+    const readme = readFileSync(packageFile('docs/configuration.md'), 'utf8')
     const section =
       /<!-- config-reference:start -->\n([\s\S]*?)\n<!-- config-reference:end -->/.exec(readme)?.[1]
     expect(section).toBe(configReference())

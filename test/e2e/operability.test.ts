@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { request } from 'undici'
 import { startFakeImmich, type FakeImmich } from '../fake-immich/server.js'
 import { freePort } from '../support/http.js'
-import { startStack, type Stack } from '../support/stack.js'
+import { childEnv, startStack, type Stack } from '../support/stack.js'
 
 describe('operability', () => {
   let stack: Stack
@@ -97,13 +97,12 @@ describe('graceful shutdown', () => {
   it('on SIGTERM stops accepting, lets the in-flight request finish, then exits 0', async () => {
     const port = await freePort()
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-      env: {
-        ...process.env,
+      env: childEnv({
         PORT: String(port),
         HOST: '127.0.0.1',
         IMMICH_URL: immich.url,
         LOG_LEVEL: 'warn',
-      },
+      }),
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     try {

@@ -14,7 +14,7 @@ import {
   startFakeImmich,
   type FakeImmich,
 } from '../fake-immich/server.js'
-import { startStack, type Stack } from '../support/stack.js'
+import { childEnv, startStack, type Stack } from '../support/stack.js'
 import {
   freePort,
   PrivateRedis,
@@ -141,15 +141,14 @@ describe.runIf(sharedUrl)('two gateway processes, one Redis', () => {
     const port = await freePort()
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
       cwd: join(import.meta.dirname, '../..'),
-      env: {
-        ...process.env,
+      env: childEnv({
         GATEWAY_CONFIG: configFile,
         IMMICH_URL: immich.url,
         REDIS_URL: sharedUrl,
         PORT: String(port),
         HOST: '127.0.0.1',
         LOG_LEVEL: 'warn',
-      },
+      }),
       stdio: ['ignore', 'ignore', 'pipe'],
     })
     let stderr = ''

@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto'
-import { appendFileSync } from 'node:fs'
+import { appendFileSync, mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { inject } from 'vitest'
 import { Writable } from 'node:stream'
 import type { MiddlewareHandler } from 'hono'
 import { Registry } from 'prom-client'
+import { resolveEnvironment } from '../../src/config/load.js'
 import { configSchema, type GatewayConfig } from '../../src/config/schema.js'
 import type { Env } from '../../src/env.js'
 import { startGateway, type Gateway } from '../../src/gateway.js'
@@ -103,12 +105,42 @@ export type GatewayOverrides = Record<string, unknown> & {
   upstream?: Record<string, unknown>
 }
 
+/**
+ * The environment a test gateway sees: only the `IGW_TEST_*` variables the tests set themselves.
+ * Nothing of the caller's environment (GATEWAY_KEYS_FILE, GATEWAY_CONFIG, IMMICH_URL...) and no file
+ * of the working directory (no default keys file) reaches a test gateway.
+ */
+export function testEnvironment(): Record<string, string> {
+  const vars: Record<string, string> = {}
+  for (const [name, value] of Object.entries(process.env))
+    if (name.startsWith('IGW_TEST_') && value !== undefined) vars[name] = value
+  return vars
+}
+
+const childDir = mkdtempSync(join(tmpdir(), 'igw-child-'))
+
+/**
+ * The environment of a gateway or CLI child process: PATH, a keys file in a fresh temp directory
+ * (never the working directory's config/keys.yaml), the test's IGW_TEST_* variables, then `extra`.
+ */
+export function childEnv(
+  extra: Record<string, string | undefined> = {}
+): Record<string, string | undefined> {
+  return {
+    PATH: process.env.PATH ?? '',
+    GATEWAY_KEYS_FILE: join(childDir, 'keys.yaml'),
+    ...testEnvironment(),
+    ...extra,
+  }
+}
+
 export function buildConfig(upstreamUrl: string, overrides: GatewayOverrides = {}): GatewayConfig {
-  return configSchema.parse({
+  const config = configSchema.parse({
     ...overrides,
     policies: overrides.redis?.url ? withTestPrefixes(overrides.policies) : overrides.policies,
     server: { host: '127.0.0.1', port: 0, shutdownGraceSeconds: 2, ...overrides.server },
     upstream: { url: upstreamUrl, ...overrides.upstream },
     logging: { level: 'info' },
   })
+  return resolveEnvironment(config, testEnvironment())
 }

@@ -1,4 +1,4 @@
-import { readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import pino from 'pino'
 import { Writable } from 'node:stream'
@@ -7,11 +7,13 @@ import { keyHash } from '../../../src/auth/hash.js'
 import { generateKey } from '../../../src/auth/keygen.js'
 import {
   buildKeyTable,
+  keysFileFor,
   parseKeysText,
-  resolveKeysFile,
   writeFileAtomic,
 } from '../../../src/auth/keys-file.js'
-import { KeysStore } from '../../../src/auth/keys-store.js'
+import { CLIENT_DISABLED, KeysStore } from '../../../src/auth/keys-store.js'
+import { mintedSecretsFile as secretsFileFor } from '../../../src/auth/minted-secrets.js'
+import { loadConfig } from '../../../src/config/load.js'
 import { loadScopeResolver } from '../../../src/auth/scopes.js'
 import { ADMIN_KEY_ENV, client, remember, tempDir, USER_KEY_ENV, writeKeys } from './support.js'
 
@@ -19,8 +21,20 @@ const resolver = loadScopeResolver()
 const dir = tempDir()
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
-function table(yaml: string, env: Record<string, string | undefined> = process.env) {
-  return buildKeyTable(parseKeysText(yaml, 'keys.yaml'), resolver, 'keys.yaml', { env })
+/** The environment these tables see: the fake Immich's keys, nothing of the caller's. */
+const env = { [USER_KEY_ENV]: 'fake-user-key', [ADMIN_KEY_ENV]: 'fake-admin-key' }
+
+function table(yaml: string, vars: Record<string, string | undefined> = env) {
+  return buildKeyTable(parseKeysText(yaml, 'keys.yaml'), resolver, 'keys.yaml', { env: vars })
+}
+
+function capture() {
+  const lines: string[] = []
+  const logger = pino(
+    { level: 'info' },
+    new Writable({ write: (c: Buffer, _e, done) => (lines.push(c.toString()), done()) })
+  )
+  return { lines, logger }
 }
 
 describe('keys file: validation names the field and never echoes a secret', () => {
@@ -120,11 +134,6 @@ describe('keys file: validation names the field and never echoes a secret', () =
       /clients\[0\] \(a\)\.allowFrom: "10\.0\.0\.0\/33" has a bad prefix length/,
     ],
     [
-      'missing env var',
-      `clients:\n  - name: frame\n    keyHash: "${hash}"\n    scopes: [all]\n    upstreamKeyEnv: IGW_TEST_UNSET_VAR\n`,
-      /clients\[0\] \(frame\)\.upstreamKeyEnv: environment variable IGW_TEST_UNSET_VAR is not set/,
-    ],
-    [
       'duplicate name',
       `clients:\n${base('', 'a', keyHash('1'))}${base('', 'a', keyHash('2'))}`,
       /clients\[1\] \(a\)\.name: duplicate client name/,
@@ -159,6 +168,7 @@ describe('key lookup', () => {
     const store = await KeysStore.open({
       file,
       required: true,
+      env,
       logger: pino({ level: 'silent' }),
       pollMs: 60_000,
     })
@@ -184,22 +194,13 @@ describe('key lookup', () => {
 })
 
 describe('KeysStore hot reload', () => {
-  function capture() {
-    const lines: string[] = []
-    const logger = pino(
-      { level: 'info' },
-      new Writable({ write: (c: Buffer, _e, done) => (lines.push(c.toString()), done()) })
-    )
-    return { lines, logger }
-  }
-
   it('picks up additions and removals, keeps the last good table on a bad edit, empties on delete', async () => {
     const a = client({ name: 'a', scopes: ['all'] })
     const b = client({ name: 'b', scopes: ['album.read'] })
     const file = join(dir, 'reload.yaml')
     writeKeys(file, [a.entry])
     const { lines, logger } = capture()
-    const store = await KeysStore.open({ file, required: true, logger, pollMs: 60_000 })
+    const store = await KeysStore.open({ file, required: true, env, logger, pollMs: 60_000 })
     try {
       expect(store.lookup(b.key).status).toBe('unknown')
       writeKeys(file, [a.entry, b.entry])
@@ -240,6 +241,7 @@ describe('KeysStore hot reload', () => {
     const store = await KeysStore.open({
       file,
       required: true,
+      env,
       logger: pino({ level: 'silent' }),
       pollMs: 200,
     })
@@ -257,11 +259,12 @@ describe('KeysStore hot reload', () => {
   it('a missing configured file stops the boot; a missing default file is an empty table', async () => {
     const logger = pino({ level: 'silent' })
     await expect(
-      KeysStore.open({ file: join(dir, 'nope.yaml'), required: true, logger, pollMs: 1000 })
+      KeysStore.open({ file: join(dir, 'nope.yaml'), required: true, env, logger, pollMs: 1000 })
     ).rejects.toThrow(/nope\.yaml: cannot read \(ENOENT\)/)
     const store = await KeysStore.open({
       file: join(dir, 'later.yaml'),
       required: false,
+      env,
       logger,
       pollMs: 1000,
     })
@@ -273,23 +276,165 @@ describe('KeysStore hot reload', () => {
     store.close()
   })
 
-  it('the CLI writes atomically: no temp file is left, the mode of an existing file is kept', () => {
+  it('writes atomically: no temp file is left, and the file is 0600 even when it was 0644', () => {
     const file = join(dir, 'mode.yaml')
-    writeFileAtomic(file, 'clients: []\n')
-    expect(statSync(file).mode & 0o777).toBe(0o600)
+    writeFileSync(file, 'clients: []\n', { mode: 0o644 })
+    chmodSync(file, 0o644)
     writeFileAtomic(file, 'clients: []\n# again\n')
+    expect(statSync(file).mode & 0o777).toBe(0o600)
     expect(readFileSync(file, 'utf8')).toContain('again')
   })
 
-  it('resolveKeysFile: explicit > GATEWAY_KEYS_FILE > config/keys.yaml', () => {
-    expect(resolveKeysFile('/x/k.yaml', {})).toEqual({ file: '/x/k.yaml', explicit: true })
-    expect(resolveKeysFile(undefined, { GATEWAY_KEYS_FILE: '/y/k.yaml' })).toEqual({
+  it('a write landing while the file is being read is picked up by the next check', async () => {
+    const a = client({ name: 'a', scopes: ['all'] })
+    const b = client({ name: 'b', scopes: ['all'] })
+    const file = join(dir, 'race.yaml')
+    writeKeys(file, [])
+    let writeDuringRead = false
+    // Reading the environment happens in the middle of a load: the CLI's next write lands right then.
+    const racingEnv = new Proxy(env as Record<string, string>, {
+      get(target, name: string) {
+        if (writeDuringRead) {
+          writeDuringRead = false
+          writeKeys(file, [a.entry, b.entry])
+        }
+        return target[name]
+      },
+    })
+    const { logger } = capture()
+    const store = await KeysStore.open({
+      file,
+      required: true,
+      env: racingEnv,
+      logger,
+      pollMs: 60_000,
+    })
+    try {
+      writeKeys(file, [a.entry])
+      writeDuringRead = true
+      await store.check()
+      expect(store.lookup(a.key).status).toBe('ok')
+      await store.check()
+      expect(store.lookup(b.key).status).toBe('ok')
+    } finally {
+      store.close()
+    }
+  })
+
+  it('a new setup: the secrets file written before the keys file is no "keys file removed"', async () => {
+    const sub = tempDir('igw-new-setup-')
+    const file = join(sub, 'keys.yaml')
+    const { lines, logger } = capture()
+    const store = await KeysStore.open({ file, required: false, env, logger, pollMs: 60_000 })
+    try {
+      writeFileAtomic(secretsFileFor(file), '{"clients":{"a":"some-immich-key"}}\n')
+      await store.check()
+      expect(lines.some((l) => l.includes('keys file removed'))).toBe(false)
+    } finally {
+      store.close()
+      rmSync(sub, { recursive: true, force: true })
+    }
+  })
+
+  it('a keys file left at 0 bytes is ignored and warned about once', async () => {
+    const a = client({ name: 'a', scopes: ['all'] })
+    const file = join(dir, 'empty.yaml')
+    writeKeys(file, [a.entry])
+    const { lines, logger } = capture()
+    const store = await KeysStore.open({ file, required: true, env, logger, pollMs: 60_000 })
+    try {
+      writeFileSync(file, '')
+      for (let i = 0; i < 4; i++) await store.check()
+      expect(store.lookup(a.key).status).toBe('ok')
+      expect(lines.filter((l) => l.includes('keys file is empty (0 bytes)'))).toHaveLength(1)
+    } finally {
+      store.close()
+    }
+  })
+
+  it('keysFileFor: the policy option (required) > the resolved environment (may be missing) > none', () => {
+    expect(keysFileFor('/x/k.yaml', { vars: {}, keysFile: '/y/k.yaml' })).toEqual({
+      file: '/x/k.yaml',
+      required: true,
+    })
+    expect(keysFileFor(undefined, { vars: {}, keysFile: '/y/k.yaml' })).toEqual({
       file: '/y/k.yaml',
-      explicit: true,
+      required: false,
     })
-    expect(resolveKeysFile(undefined, {})).toEqual({
-      file: join(process.cwd(), 'config/keys.yaml'),
-      explicit: false,
+    expect(keysFileFor(undefined, undefined)).toBeUndefined()
+    expect(loadConfig({ GATEWAY_KEYS_FILE: '/z/k.yaml' }).environment?.keysFile).toBe('/z/k.yaml')
+    expect(loadConfig({}).environment?.keysFile).toBe(join(process.cwd(), 'config/keys.yaml'))
+    expect(secretsFileFor('/data/keys.yaml')).toBe('/data/keys.upstream-secrets.json')
+  })
+})
+
+describe('upstream credentials: env, file, secrets file; a missing one disables its client alone', () => {
+  it('a client whose env variable is unset is disabled, naming it; the others are built', () => {
+    const t = table(
+      `clients:\n  - name: frame\n    keyHash: "${keyHash('1')}"\n    scopes: [all]\n    upstreamKeyEnv: IGW_TEST_UNSET_VAR\n  - name: ok\n    keyHash: "${keyHash('2')}"\n    scopes: [all]\n    upstreamKeyEnv: ${USER_KEY_ENV}\n`
+    )
+    expect(t.clients.get('frame')).toMatchObject({
+      disabled: 'environment variable IGW_TEST_UNSET_VAR is not set',
+      upstreamKey: '',
+      upstreamIdentity: '',
     })
+    expect(t.clients.get('ok')).toMatchObject({ upstreamKey: 'fake-user-key' })
+    expect(t.clients.get('ok')!.disabled).toBeUndefined()
+  })
+
+  it('upstreamKeyFile (relative to the keys file, trimmed) and the secrets file, hot-reloaded', async () => {
+    const sub = tempDir('igw-secrets-')
+    const file = join(sub, 'keys.yaml')
+    writeFileSync(join(sub, 'immich-key'), remember('key-from-a-file') + '\n')
+    const fromFile = client({ name: 'filed', scopes: ['all'] })
+    delete fromFile.entry.upstreamKeyEnv
+    fromFile.entry.upstreamKeyFile = 'immich-key'
+    const fromSecrets = client({ name: 'stored', scopes: ['all'] })
+    delete fromSecrets.entry.upstreamKeyEnv
+    writeKeys(file, [fromFile.entry, fromSecrets.entry])
+    const { lines, logger } = capture()
+    const store = await KeysStore.open({ file, required: true, env, logger, pollMs: 60_000 })
+    try {
+      expect(store.lookup(fromFile.key)).toMatchObject({
+        client: { upstreamKey: 'key-from-a-file' },
+      })
+      const stored = store.lookup(fromSecrets.key)
+      expect(stored).toMatchObject({ status: 'ok' })
+      expect(stored.status === 'ok' && stored.client.disabled).toMatch(
+        /no Immich API key for it in .*keys\.upstream-secrets\.json/
+      )
+      expect(lines.filter((l) => l.includes(CLIENT_DISABLED))).toHaveLength(1)
+      expect(lines.find((l) => l.includes(CLIENT_DISABLED))).toContain('"client":"stored"')
+
+      writeFileAtomic(
+        secretsFileFor(file),
+        JSON.stringify({ clients: { stored: remember('key-from-secrets') } })
+      )
+      await store.check()
+      expect(store.lookup(fromSecrets.key)).toMatchObject({
+        client: { upstreamKey: 'key-from-secrets' },
+      })
+      writeFileAtomic(join(sub, 'immich-key'), remember('rotated-in-immich'))
+      await store.check()
+      expect(store.lookup(fromFile.key)).toMatchObject({
+        client: { upstreamKey: 'rotated-in-immich' },
+      })
+      for (const secret of ['key-from-a-file', 'key-from-secrets', 'rotated-in-immich'])
+        expect(lines.join('\n')).not.toContain(secret)
+    } finally {
+      store.close()
+      rmSync(sub, { recursive: true, force: true })
+    }
+  })
+
+  it('upstreamKeyEnv and upstreamKeyFile together are refused, naming the field', () => {
+    expect(() =>
+      parseKeysText(
+        `clients:\n  - name: a\n    keyHash: "${keyHash('1')}"\n    scopes: [all]\n    upstreamKeyEnv: X\n    upstreamKeyFile: /k\n`,
+        'keys.yaml'
+      )
+    ).toThrow(
+      /clients\[0\] \(a\)\.upstreamKeyFile: set upstreamKeyEnv or upstreamKeyFile, not both/
+    )
   })
 })
