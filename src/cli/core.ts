@@ -34,8 +34,9 @@ Exit status: 0 when serve would start with no problem, 2 otherwise (every proble
       file: flag(parsed, 'file'),
       keys: flag(parsed, 'keys'),
     })
-    const { text, ok } = formatCheck(result)
-    ;(ok ? process.stdout : process.stderr).write(text)
+    const { stdout, stderr, ok } = formatCheck(result)
+    process.stdout.write(stdout)
+    process.stderr.write(stderr)
     return ok ? 0 : 2
   },
 })

@@ -134,21 +134,23 @@ export async function checkConfiguration(
   return { problems, notes, ...(loaded ? { config } : {}), ...(keysFile ? { keysFile } : {}) }
 }
 
-/** The report `config check` prints, and whether it is clean. */
-export function formatCheck(result: CheckResult): { text: string; ok: boolean } {
+/**
+ * The report `config check` prints: notes and the "ok" line for stdout; the problems for stderr, in
+ * the words the start uses (`immich-gateway: invalid configuration`, one problem per line).
+ */
+export function formatCheck(result: CheckResult): { stdout: string; stderr: string; ok: boolean } {
   const notes = result.notes.map((n) => `note: ${n}\n`).join('')
   if (result.problems.length === 0) {
     const { config, keysFile } = result
     return {
       ok: true,
-      text: `${notes}configuration ok (upstream ${config!.upstream.url}, port ${config!.server.port}${keysFile ? `, keys file ${keysFile}` : ''})\n`,
+      stdout: `${notes}configuration ok (upstream ${config!.upstream.url}, port ${config!.server.port}${keysFile ? `, keys file ${keysFile}` : ''})\n`,
+      stderr: '',
     }
   }
-  const all = result.problems.flatMap((p) => p.split('\n'))
-  const count = all.length
-  const lines = all.map((line) => `  ${line}`).join('\n')
   return {
     ok: false,
-    text: `${notes}immich-gateway: ${count} configuration problem${count === 1 ? '' : 's'}\n${lines}\n`,
+    stdout: notes,
+    stderr: `immich-gateway: invalid configuration\n${result.problems.join('\n')}\n`,
   }
 }

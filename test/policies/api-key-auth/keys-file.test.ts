@@ -434,7 +434,7 @@ describe('upstream credentials: env, file, secrets file; a missing one disables 
         'keys.yaml'
       )
     ).toThrow(
-      /clients\[0\] \(a\)\.upstreamKeyFile: set upstreamKeyEnv or upstreamKeyFile, not both/
+      /clients\[0\] \(a\)\.upstreamKeyFile: set at most one of upstreamKeyEnv, upstreamKeyFile, immichKey/
     )
   })
 })
