@@ -152,8 +152,7 @@ export function addClient(
   const keys = openKeys(file)
   if (keys.entries.some((c) => c.name === input.name))
     throw new KeyEditError(
-      `a client named "${input.name}" already exists in ${keys.file} (rotate or revoke it)`,
-      'name'
+      `a client named "${input.name}" already exists in ${keys.file} (rotate or revoke it)`
     )
   const key = generateKey()
   const entry: ClientEntry = {

@@ -55,6 +55,7 @@ const ENV_FIELDS: [string, string][] = [
   ['REDIS_URL', 'redis.url'],
   ['LOG_LEVEL', 'logging.level'],
   ['METRICS_PORT', 'metrics.port'],
+  ['GATEWAY_CONSOLE_TOKEN', 'console.token'],
 ]
 
 function applyEnv(raw: Record<string, unknown>, env: Env): void {
