@@ -35,7 +35,9 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .warn { color: var(--warn); }
 .notice { padding: .75rem 1rem; border: 1px solid var(--line); border-left: 4px solid var(--accent); margin: 0 0 1rem; }
 .notice.error { border-left-color: var(--bad); }
-form.inline { display: inline; }
+form.rotate { display: flex; flex-wrap: wrap; gap: .5rem; align-items: center; }
+form.rotate label { margin: 0; }
+form.rotate select { width: auto; }
 fieldset { border: 1px solid var(--line); margin: 0 0 1rem; padding: .5rem 1rem 1rem; }
 legend { font-weight: 600; padding: 0 .25rem; }
 label { display: block; margin: .5rem 0 .2rem; font-weight: 600; }

@@ -297,7 +297,7 @@ export function ClientPage(
       </dl>
 
       <div class='actions'>
-        <form class='inline' method='post' action={`${path}/rotate`}>
+        <form class='rotate' method='post' action={`${path}/rotate`}>
           <input type='hidden' name='_csrf' value={csrf} />
           <label for='grace'>Old key keeps working for</label>
           <select id='grace' name='grace'>
@@ -465,7 +465,7 @@ export function AddPage(
             {props.areas.map((a) => (
               <fieldset>
                 <legend>{a.area}</legend>
-                {a.permissions.length > 1 && (
+                {a.permissions.length > 1 && a.permissions.some((p) => !p.adminOnly) && (
                   <label class='check'>
                     <input
                       type='checkbox'
