@@ -98,7 +98,11 @@ function save(keys: KeysDoc, options: KeyEditOptions): void {
   const parsed = parseKeysText(text, keys.file)
   const resolver = loadScopeResolver(options.presetsFile)
   if (options.asGatewayLoads) buildKeyTable(parsed, resolver, keys.file)
-  else for (const client of parsed.clients) resolver.expand(client.scopes)
+  else
+    for (const client of parsed.clients) {
+      resolver.expand(client.scopes)
+      if (client.learn?.base) resolver.expand(client.learn.base)
+    }
   writeFileAtomic(keys.file, text)
 }
 

@@ -114,6 +114,31 @@ export function ScopeChips({
   )
 }
 
+/** Learning state and album binding, where the keys file sets them. */
+function ClientState({ entry, now }: { entry: ClientEntry; now: number }) {
+  const learning =
+    entry.learn !== undefined &&
+    (entry.learn.until === undefined || Date.parse(entry.learn.until) > now)
+  return (
+    <>
+      {learning && (
+        <span
+          class='chip warn'
+          title={entry.learn?.base?.join(', ') ?? 'every non-admin permission'}
+        >
+          learning{entry.learn?.until ? ` until ${entry.learn.until.slice(0, 10)}` : ''}
+        </span>
+      )}
+      {entry.reportOnly && <span class='chip warn'>report-only</span>}
+      {entry.albums && entry.albums.length > 0 && (
+        <span class='chip' title={entry.albums.join(', ')}>
+          {entry.albums.length === 1 ? '1 album' : `${entry.albums.length} albums`}
+        </span>
+      )}
+    </>
+  )
+}
+
 export type SortKey =
   | 'name'
   | 'created'
@@ -204,6 +229,7 @@ export function ClientsPage(
                 </td>
                 <td>
                   <ScopeChips scopes={r.entry.scopes} presets={presets} />
+                  <ClientState entry={r.entry} now={now} />
                 </td>
                 <td>
                   <When iso={r.entry.createdAt} now={now} />
@@ -260,7 +286,14 @@ export function ClientPage(
         <dt>Scopes</dt>
         <dd>
           <ScopeChips scopes={entry.scopes} presets={props.presets} />
+          <ClientState entry={entry} now={now} />
         </dd>
+        {entry.albums && entry.albums.length > 0 && (
+          <>
+            <dt>Albums</dt>
+            <dd>{entry.albums.join(', ')}</dd>
+          </>
+        )}
         {entry.description && (
           <>
             <dt>Description</dt>
@@ -279,7 +312,11 @@ export function ClientPage(
         <dd>{entry.allowFrom?.join(', ') ?? 'any'}</dd>
         <dt>Immich key from</dt>
         <dd>
-          <code>${entry.upstreamKeyEnv}</code>
+          {entry.upstreamKeyEnv ? (
+            <code>${entry.upstreamKeyEnv}</code>
+          ) : (
+            `minted for this client (Immich key id ${entry.immichKey?.id ?? '?'})`
+          )}
         </dd>
         <dt>Last seen</dt>
         <dd>{time(stats?.lastSeen, now)}</dd>
