@@ -7,6 +7,7 @@ import type { Logger } from 'pino'
 import { Registry } from 'prom-client'
 import { buildPolicies } from '../policies/index.js'
 import type { GatewayConfig } from './config/schema.js'
+import { createConsoleHook, type ConsoleHook } from './console/mount.js'
 import type { Deps } from './deps.js'
 import type { Env } from './env.js'
 import { createLogger } from './observability/logging.js'
@@ -88,10 +89,12 @@ export async function startGateway(
   }
   let deps: Deps
   let policies
+  let consoleHook: ConsoleHook | undefined
   try {
     const routes = compileRouteTable(loadRouteTable(options.routesFile ?? DEFAULT_ROUTES_FILE))
     deps = { logger, metrics, forwarder, routes, redis, health }
     policies = await buildPolicies(config, deps, (fn) => closers.push(fn))
+    consoleHook = createConsoleHook(config, deps, (fn) => closers.push(fn))
   } catch (err) {
     // A policy that cannot start stops the boot; what was opened so far is released.
     await releaseAll()
@@ -106,7 +109,7 @@ export async function startGateway(
   }
   closers.push(() => main.stop())
   const server = createNodeServer(
-    createApp(config, deps, policies, options.middleware),
+    createApp(config, deps, policies, options.middleware, consoleHook),
     config,
     metrics,
     main

@@ -2,6 +2,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { Hono, type Context, type MiddlewareHandler, type Next } from 'hono'
 import type { PolicyMiddlewares } from '../policies/index.js'
 import type { GatewayConfig } from './config/schema.js'
+import type { ConsoleHook } from './console/mount.js'
 import type { Deps } from './deps.js'
 import type { Env } from './env.js'
 import { HTTPException } from 'hono/http-exception'
@@ -39,7 +40,8 @@ export function createApp(
   config: GatewayConfig,
   deps: Deps,
   policies: PolicyMiddlewares,
-  embedded: MiddlewareHandler<Env>[] = []
+  embedded: MiddlewareHandler<Env>[] = [],
+  consoleHook?: ConsoleHook
 ): Hono<Env> {
   const app = new Hono<Env>()
   const use = (...names: string[]): void => {
@@ -50,7 +52,7 @@ export function createApp(
   }
 
   app.use(context(config, embedded.length > 0))
-  app.use(observe(config, deps))
+  app.use(observe(config, deps, consoleHook))
   app.use(requestHead(config))
   for (const mw of embedded) app.use(mw)
 
@@ -62,9 +64,7 @@ export function createApp(
       checks.ok ? 200 : 503
     )
   })
-  const metricsToken = config.metrics.bearerTokenEnv
-    ? process.env[config.metrics.bearerTokenEnv]
-    : undefined
+  const metricsToken = config.environment?.metricsToken
   if (metricsToken !== undefined) {
     app.get('/metrics', async (c) => {
       if (!bearerMatches(c.env.incoming.headers.authorization, metricsToken)) {
@@ -79,12 +79,12 @@ export function createApp(
   }
 
   use('legacy-routes')
-  app.use(route(deps))
+  app.use(route(deps, consoleHook))
   use('api-key-auth', 'jwt-auth', 'native-auth')
   use('scopes', 'album-binding')
   use('rate-limit', 'login-guard')
   use('thumbnail-cache')
-  app.all('*', forward(deps))
+  app.all('*', forward(deps, consoleHook))
 
   app.onError((err, c) => renderError(c, err, deps.logger))
   return app
@@ -139,7 +139,11 @@ function context(config: GatewayConfig, stockMiddleware: boolean): MiddlewareHan
  * still to be written (a Response from an endpoint or the error handler) is written here, after every
  * inner middleware had its say, so the record has the status and bytes sent.
  */
-function observe(config: GatewayConfig, deps: Deps): MiddlewareHandler<Env> {
+function observe(
+  config: GatewayConfig,
+  deps: Deps,
+  consoleHook?: ConsoleHook
+): MiddlewareHandler<Env> {
   const { metrics, logger } = deps
   const recordMetrics = config.metrics.enabled
   const recordRequest = requestRecorder(metrics)
@@ -160,6 +164,7 @@ function observe(config: GatewayConfig, deps: Deps): MiddlewareHandler<Env> {
       const outcome = status === 101 ? 'upgraded' : status >= 500 ? 'error' : 'refused'
       metrics.websocketConnections.inc({ client, outcome })
     }
+    consoleHook?.record(c, status)
     if (recordMetrics) {
       const deviceType = req.headers.devicetype as string | undefined
       recordRequest({
@@ -244,7 +249,7 @@ function canonical(c: Context<Env>, next: Next): Promise<void> {
 }
 
 /** Phase 4, route: match against Immich's route table; non-/api paths are the web UI. */
-function route({ routes }: Deps): MiddlewareHandler<Env> {
+function route({ routes }: Deps, consoleHook?: ConsoleHook): MiddlewareHandler<Env> {
   return (c, next) => {
     const path = c.get('path')
     if (c.env.upgrade !== undefined) {
@@ -268,15 +273,16 @@ function route({ routes }: Deps): MiddlewareHandler<Env> {
         c.set('routeLabel', match.route.path)
       }
     } else {
-      c.set('routeLabel', 'web')
+      c.set('routeLabel', consoleHook?.owns(path) ? 'console' : 'web')
     }
     return next()
   }
 }
 
 /** Phase 9, forward: websocket upgrades socket to socket, everything else streamed through undici. */
-function forward(deps: Deps): (c: Context<Env>) => Promise<Response> {
+function forward(deps: Deps, consoleHook?: ConsoleHook): (c: Context<Env>) => Promise<Response> {
   return (c) => {
+    if (consoleHook !== undefined && c.get('routeLabel') === 'console') return consoleHook.answer(c)
     if (c.env.upgrade !== undefined) return forwardWebsocket(c, deps)
     const terminal = c.get('terminal')
     return terminal ? terminal(c) : deps.forwarder.pipe(c)

@@ -6,7 +6,7 @@ import { packageFile } from '../src/paths.js'
 function sources(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
     const path = join(dir, name)
-    return statSync(path).isDirectory() ? sources(path) : path.endsWith('.ts') ? [path] : []
+    return statSync(path).isDirectory() ? sources(path) : /\.tsx?$/.test(path) ? [path] : []
   })
 }
 

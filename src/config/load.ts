@@ -65,6 +65,7 @@ const ENV_FIELDS: [string, string][] = [
   ['LOG_LEVEL', 'logging.level'],
   ['METRICS_PORT', 'metrics.port'],
   ['METRICS_HOST', 'metrics.host'],
+  ['GATEWAY_CONSOLE_TOKEN', 'console.token'],
 ]
 
 /** Variables the gateway reads besides ENV_FIELDS and the ones a field names (compose files are checked against both lists). */

@@ -340,6 +340,41 @@ export const metricsSchema = z
   })
   .strict()
 
+/** The web console (docs/console.md): clients, keys and health in a browser, signed in with Immich. */
+export const consoleSchema = z
+  .object({
+    enabled: z
+      .boolean()
+      .default(false)
+      .describe('Serve the console on the main port (admins of Immich only).'),
+    basePath: z
+      .string()
+      .regex(
+        /^(\/[A-Za-z0-9._~-]+)+$/,
+        'expected a path such as /gateway (no trailing slash, not the root)'
+      )
+      .refine((p) => !/^\/api(\/|$)/i.test(p), 'must not be under /api (that is Immich)')
+      .default('/gateway')
+      .describe('Where the console lives; every path under it belongs to the console, not Immich.'),
+    token: z
+      .string()
+      .min(32, 'at least 32 characters (use: openssl rand -base64 32)')
+      .optional()
+      .describe(
+        'For headless use without an Immich session: requests bearing `Authorization: Bearer <token>` act as a console admin (env GATEWAY_CONSOLE_TOKEN; keep it out of the config file).'
+      ),
+    sessionCacheSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(300)
+      .default(30)
+      .describe(
+        "How long Immich's answer about a session (who, admin or not) is reused before asking again."
+      ),
+  })
+  .strict()
+
 export const configSchema = z
   .object({
     server: serverSchema.default(serverSchema.parse({})),
@@ -369,6 +404,7 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    console: consoleSchema.default(consoleSchema.parse({})),
     /** Policy options, validated by each policy's own schema (policies/index.ts). */
     policies: z.record(z.string(), z.unknown()).default({}),
   })

@@ -11,15 +11,12 @@ function sources(dir: string): string[] {
   })
 }
 
-/** The metrics token moves into config.environment.metricsToken with the pipeline rewrite. */
-const PENDING = ['src/pipeline.ts']
-
 describe('environment variables', () => {
   it('are read only by src/config/load.ts', () => {
     const readers = ['src', 'policies', 'bin']
       .flatMap((dir) => sources(packageFile(dir)))
       .filter((file) => /process\.env\b/.test(readFileSync(file, 'utf8')))
       .map((file) => relative(packageFile('.'), file))
-    expect(readers.filter((file) => !PENDING.includes(file))).toEqual(['src/config/load.ts'])
+    expect(readers).toEqual(['src/config/load.ts'])
   })
 })

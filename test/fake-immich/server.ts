@@ -21,6 +21,7 @@ import {
   immichRoute,
   type KeyCaller,
 } from './api-keys.js'
+import { serveLoginPage } from './web-login.js'
 
 export {
   expectedBytes,
@@ -1427,6 +1428,15 @@ export async function startFakeImmich(opts: FakeImmichOptions = {}): Promise<Fak
       methods: GET,
       re: /^\/\.well-known\/immich$/,
       handler: (ctx) => sendJson(ctx, 200, { api: { endpoint: '/api' } }),
+    },
+    // ----- the web app's sign-in page (web-login.ts), for the console's browser tests -----------
+    {
+      methods: GET,
+      re: /^\/auth\/login$/,
+      handler: (ctx) => {
+        ctx.record.status = 200
+        ctx.record.responseBytes += serveLoginPage(ctx.res, ctx.req.method === 'HEAD')
+      },
     },
   ]
 
