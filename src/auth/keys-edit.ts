@@ -41,13 +41,14 @@ export class KeyEditError extends Error {
 }
 
 export interface KeyEditOptions {
-  /** Presets file; undefined → env GATEWAY_SCOPES_FILE or the shipped config/scopes.yaml. */
+  /** Presets file; undefined → the shipped config/scopes.yaml. */
   presetsFile?: string
   /**
-   * Refuse an edit the running gateway would refuse to load, such as a client whose upstream key env
-   * var is unset in this process (the console runs inside the gateway; the CLI usually does not).
+   * Check the edit as the running gateway loads it, with the gateway's environment: a new client whose
+   * Immich key is missing (its env var unset, its key file absent) is refused instead of being written
+   * and then disabled (the console runs inside the gateway; the CLI usually does not).
    */
-  asGatewayLoads?: boolean
+  asGatewayLoads?: { env: Record<string, string | undefined> }
   /** epoch ms; tests pass their own. */
   now?: number
 }
@@ -93,12 +94,15 @@ function openKeys(file: string): KeysDoc {
 }
 
 /** Checks the edited document is still a valid keys file (scopes included), then writes it atomically. */
-function save(keys: KeysDoc, options: KeyEditOptions): void {
+function save(keys: KeysDoc, options: KeyEditOptions, added?: string): void {
   const text = keys.doc.toString({ lineWidth: 0 })
   const parsed = parseKeysText(text, keys.file)
   const resolver = loadScopeResolver(options.presetsFile)
-  if (options.asGatewayLoads) buildKeyTable(parsed, resolver, keys.file)
-  else
+  if (options.asGatewayLoads) {
+    const table = buildKeyTable(parsed, resolver, keys.file, { env: options.asGatewayLoads.env })
+    const disabled = added === undefined ? undefined : table.clients.get(added)?.disabled
+    if (disabled !== undefined) throw new KeyEditError(disabled, 'upstreamKeyEnv')
+  } else
     for (const client of parsed.clients) {
       resolver.expand(client.scopes)
       if (client.learn?.base) resolver.expand(client.learn.base)
@@ -175,7 +179,7 @@ export function addClient(
     if (isSeq(seq)) seq.flow = true
   }
   keys.clients.add(node)
-  save(keys, options)
+  save(keys, options, input.name)
   return { key, entry }
 }
 

@@ -179,7 +179,7 @@ export function createConsole(
   const sessions = new SessionChecker(deps, sessionCacheSeconds * 1000, token)
   const { recorder, onClose } = options
   const { logger } = deps
-  const editOptions = { presetsFile, asGatewayLoads: true }
+  const editOptions = { presetsFile, asGatewayLoads: { env: config.environment?.vars ?? {} } }
 
   const probeImmich = async (): Promise<HealthView['immich']> => {
     const started = performance.now()

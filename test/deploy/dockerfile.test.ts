@@ -50,7 +50,7 @@ function transpile(out: string): void {
   const { options } = ts.parseJsonConfigFileContent(config, ts.sys, ROOT)
   const walk = (dir: string): string[] =>
     readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-      e.isDirectory() ? walk(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []
+      e.isDirectory() ? walk(join(dir, e.name)) : /\.tsx?$/.test(e.name) ? [join(dir, e.name)] : []
     )
   for (const file of [...walk(join(ROOT, 'src')), ...walk(join(ROOT, 'policies'))]) {
     const { outputText } = ts.transpileModule(readFileSync(file, 'utf8'), {
@@ -58,7 +58,7 @@ function transpile(out: string): void {
       compilerOptions: { ...options, module: ts.ModuleKind.ESNext, sourceMap: false },
       fileName: file,
     })
-    const target = join(out, 'dist', relative(ROOT, file)).replace(/\.ts$/, '.js')
+    const target = join(out, 'dist', relative(ROOT, file)).replace(/\.tsx?$/, '.js')
     mkdirSync(dirname(target), { recursive: true })
     writeFileSync(target, outputText)
   }
