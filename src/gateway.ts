@@ -12,6 +12,7 @@ import type { Deps } from './deps.js'
 import type { Env } from './env.js'
 import { createLogger } from './observability/logging.js'
 import { Metrics } from './observability/metrics.js'
+import { catalogueFromRoutes } from './auth/scopes.js'
 import { compileRouteTable, loadRouteTable } from './routing/route-table.js'
 import { packageFile } from './paths.js'
 import { mainServerFactory, type MainServerFactory } from './server/tls.js'
@@ -91,8 +92,17 @@ export async function startGateway(
   let policies
   let consoleHook: ConsoleHook | undefined
   try {
-    const routes = compileRouteTable(loadRouteTable(options.routesFile ?? DEFAULT_ROUTES_FILE))
-    deps = { logger, metrics, forwarder, routes, redis, health }
+    const table = loadRouteTable(options.routesFile ?? DEFAULT_ROUTES_FILE)
+    const routes = compileRouteTable(table)
+    deps = {
+      logger,
+      metrics,
+      forwarder,
+      routes,
+      catalogue: catalogueFromRoutes(table),
+      redis,
+      health,
+    }
     policies = await buildPolicies(config, deps, (fn) => closers.push(fn))
     consoleHook = createConsoleHook(config, deps, (fn) => closers.push(fn))
   } catch (err) {

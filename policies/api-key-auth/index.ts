@@ -66,6 +66,7 @@ export const apiKeyAuth = definePolicy({
         store = await KeysStore.open({
           ...keysFile,
           presetsFile: options.presetsFile ?? environment?.presetsFile,
+          catalogue: deps.catalogue,
           env: environment?.vars ?? {},
           logger,
           pollMs: options.reloadCheckMs,

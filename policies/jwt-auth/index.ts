@@ -217,7 +217,10 @@ export const jwtAuth = definePolicy({
     const { metrics } = deps
     let resolver: ScopeResolver
     try {
-      resolver = loadScopeResolver(options.presetsFile ?? config.environment?.presetsFile)
+      resolver = loadScopeResolver(
+        options.presetsFile ?? config.environment?.presetsFile,
+        deps.catalogue
+      )
     } catch (err) {
       if (err instanceof ScopeError)
         throw new ConfigError(`policies.jwt-auth.presetsFile: ${err.message}`)

@@ -2,7 +2,7 @@ import type { Context } from 'hono'
 import { ConfigError } from '../../src/config/load.js'
 import type { Env } from '../../src/env.js'
 import { refuse } from '../../src/auth/refusal.js'
-import { decideAccess, defaultCatalogue } from '../../src/auth/scopes.js'
+import { decideAccess } from '../../src/auth/scopes.js'
 import { UsageRecorder, type RecordedRoute } from '../../src/auth/usage.js'
 import { definePolicy } from '../types.js'
 import { usageStoreFor } from './learn.js'
@@ -28,7 +28,7 @@ export const scopes = definePolicy({
   create(options, { config, deps, onClose }) {
     const { metrics, logger } = deps
     const { websocketPermission } = options
-    if (!defaultCatalogue().permissions.has(websocketPermission)) {
+    if (!deps.catalogue.permissions.has(websocketPermission)) {
       throw new ConfigError(
         `policies.scopes.websocketPermission: "${websocketPermission}" is not an Immich permission of the route table`
       )

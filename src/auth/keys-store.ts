@@ -13,7 +13,7 @@ import {
 } from './keys-file.js'
 import { nonAdminPermissions } from './least-privilege.js'
 import { mintedSecretsFile, readMintedSecrets } from './minted-secrets.js'
-import { loadScopeResolver } from './scopes.js'
+import { loadScopeResolver, type PermissionCatalogue } from './scopes.js'
 
 export interface KeysStoreOptions {
   /** Absolute path of the keys file. */
@@ -22,6 +22,8 @@ export interface KeysStoreOptions {
   required: boolean
   /** Presets file; undefined → the shipped config/scopes.yaml. */
   presetsFile?: string
+  /** The gateway's permission catalogue (Deps); undefined → the shipped route table's. */
+  catalogue?: PermissionCatalogue
   /** The environment loadConfig resolved, for clients with `upstreamKeyEnv`. */
   env: Readonly<Record<string, string | undefined>>
   logger: Logger
@@ -152,9 +154,9 @@ export class KeysStore {
   }
 
   private load(): { table: KeyTable; exists: boolean } {
-    const { file, required, env, presetsFile } = this.options
+    const { file, required, env, presetsFile, catalogue } = this.options
     const { text, exists } = readKeysFile(file, !required)
-    const resolver = loadScopeResolver(presetsFile)
+    const resolver = loadScopeResolver(presetsFile, catalogue)
     const table = buildKeyTable(parseKeysText(text, file), resolver, file, {
       env,
       mintedSecrets: readMintedSecrets(file),

@@ -6,6 +6,7 @@
 import { Writable } from 'node:stream'
 import pino from 'pino'
 import { Registry } from 'prom-client'
+import { catalogueFromRoutes } from '../auth/scopes.js'
 import { CLIENT_DISABLED } from '../auth/keys-store.js'
 import { keysFileFor } from '../auth/keys-file.js'
 import type { Deps } from '../deps.js'
@@ -92,12 +93,14 @@ export async function checkConfiguration(
   const health = createUpstreamHealth(config, { metrics, logger }) // never started: no probe
   const forwarder = createForwarder(config, {}, health)
   closers.push(() => forwarder.close())
+  const table = loadRouteTable(DEFAULT_ROUTES_FILE)
   const deps: Deps = {
     logger,
     metrics,
     health,
     forwarder,
-    routes: compileRouteTable(loadRouteTable(DEFAULT_ROUTES_FILE)),
+    routes: compileRouteTable(table),
+    catalogue: catalogueFromRoutes(table),
   }
   for (const policy of POLICIES) {
     if (!options.has(policy.name)) continue

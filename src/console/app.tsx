@@ -174,7 +174,7 @@ export function createConsole(
     )
   const { file } = keys
   const presetsFile = keyAuth.presetsFile ?? config.environment?.presetsFile
-  const resolver = (): ScopeResolver => loadScopeResolver(presetsFile)
+  const resolver = (): ScopeResolver => loadScopeResolver(presetsFile, deps.catalogue)
   const areas = permissionAreas(resolver())
   const sessions = new SessionChecker(deps, sessionCacheSeconds * 1000, token)
   const { recorder, onClose } = options

@@ -2,6 +2,7 @@
  * src/limits/limiter.ts against a real Redis: shared counting between two clients, and each
  * store-error mode with a private redis-server that is killed, hung and restarted.
  */
+import { defaultCatalogue } from '../../../src/auth/scopes.js'
 import { Redis } from 'ioredis'
 import pino from 'pino'
 import { Registry } from 'prom-client'
@@ -45,7 +46,7 @@ function makeDeps(redisUrl?: string): Deps {
   const logger = pino({ level: 'silent' })
   const metrics = new Metrics(new Registry(), { processMetrics: false })
   const health = createUpstreamHealth(configSchema.parse({}), { metrics, logger })
-  return { logger, metrics, forwarder, routes, redis, health }
+  return { logger, metrics, forwarder, routes, catalogue: defaultCatalogue(), redis, health }
 }
 
 function store(keyPrefix: string, extra: Partial<StoreOptions> = {}): StoreOptions {
