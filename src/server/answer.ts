@@ -109,6 +109,11 @@ export function rawStatusOf(socket: Duplex | null | undefined): number | undefin
 
 const rawStatus = new WeakMap<Duplex, number>()
 
+/**
+ * Adds the policies' headers, a stock middleware's and the request id to `headers`, in place: every
+ * caller hands over a list or object of its own (the cache concatenates its stored list), and a copy
+ * per answer showed in profiles (2.4 % of a proxied thumbnail's CPU).
+ */
 function decorate(c: Context<Env>, headers: AnswerHeaders): AnswerHeaders {
   const extra = c.get('responseHeaders')
   const requestId = c.get('requestId')
@@ -117,19 +122,17 @@ function decorate(c: Context<Env>, headers: AnswerHeaders): AnswerHeaders {
   // handler's answer is set), so it is read only when stock middleware is in the pipeline.
   const prepared = c.get('stockMiddleware') ? c.res.headers : undefined
   if (Array.isArray(headers)) {
-    const out = headers.slice()
-    for (const name in extra) out.push(name, extra[name]!)
-    prepared?.forEach((value, name) => out.push(name, value))
-    out.push('x-request-id', requestId)
-    return out
+    for (const name in extra) headers.push(name, extra[name]!)
+    prepared?.forEach((value, name) => headers.push(name, value))
+    headers.push('x-request-id', requestId)
+    return headers
   }
-  const out: OutgoingHttpHeaders = { ...headers }
-  for (const name in extra) out[name] = extra[name]
+  for (const name in extra) headers[name] = extra[name]
   prepared?.forEach((value, name) => {
-    if (name !== 'set-cookie') out[name] = value
+    if (name !== 'set-cookie') headers[name] = value
   })
-  out['x-request-id'] = requestId
-  return out
+  headers['x-request-id'] = requestId
+  return headers
 }
 
 /** A complete HTTP/1.1 answer on a raw socket (an upgrade that did not become a websocket). */
