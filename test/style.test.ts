@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, relative } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { packageFile } from '../src/paths.js'
 
@@ -32,5 +32,18 @@ describe('hot-path habits', () => {
       /from 'hono\/proxy'|\bReadableStream\b|\.getReader\(/.test(readFileSync(file, 'utf8'))
     )
     expect(offenders).toEqual([])
+  })
+})
+
+describe('one keys-file writer', () => {
+  it('only src/auth/keys-edit.ts edits the keys file (the CLI and the console both call it)', () => {
+    const files = [...sources(packageFile('src')), ...sources(packageFile('policies'))]
+    const editors = files.filter((file) => /\bparseDocument\b/.test(readFileSync(file, 'utf8')))
+    expect(editors.map((file) => relative(packageFile('.'), file))).toEqual([
+      'src/auth/keys-edit.ts',
+    ])
+    const cli = readFileSync(packageFile('src/cli/keys.ts'), 'utf8')
+    const console = readFileSync(packageFile('src/console/app.tsx'), 'utf8')
+    for (const text of [cli, console]) expect(text).toMatch(/from '\.\.\/auth\/keys-edit\.js'/)
   })
 })

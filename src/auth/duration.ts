@@ -6,8 +6,9 @@ const UNITS: Record<string, number> = {
   w: 604_800_000,
 }
 
-/** `90d`, `12h`, `30m`, `45s`, `2w` → milliseconds. Throws naming the value on anything else. */
+/** `90d`, `12h`, `30m`, `45s`, `2w` (and a bare `0`) → milliseconds. Throws naming the value on anything else. */
 export function parseDuration(text: string): number {
+  if (text.trim() === '0') return 0
   const match = /^(\d{1,6})([smhdw])$/.exec(text.trim())
   if (!match)
     throw new Error(

@@ -9,6 +9,7 @@ import { keyHash } from './hash.js'
 import { generateKey } from './keygen.js'
 import {
   buildKeyTable,
+  ALBUM_ID,
   CLIENT_NAME,
   parseKeysText,
   readKeysFile,
@@ -18,7 +19,7 @@ import {
 import { loadScopeResolver } from './scopes.js'
 import { AddressSet } from '../net.js'
 
-/** The Immich key env var a new client uses when none is given. */
+/** The Immich key env var the console offers for a new client. */
 export const DEFAULT_UPSTREAM_KEY_ENV = 'IMMICH_API_KEY'
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
@@ -27,7 +28,8 @@ const HEADER = ` Gateway API keys (see config/keys.example.yaml). Written by \`i
  console; the gateway reloads this file when it changes. Only hashes of keys are stored here.`
 
 /** Which input was wrong, so the CLI can name its flag and the console its form field. */
-export type KeyEditField = 'name' | 'scopes' | 'upstreamKeyEnv' | 'expiresAt' | 'allowFrom'
+export type KeyEditField =
+  'name' | 'scopes' | 'upstreamKeyEnv' | 'upstreamKeyFile' | 'expiresAt' | 'allowFrom' | 'albums'
 
 /** An edit that cannot be made: bad input, a name taken, no such client. The file is left untouched. */
 export class KeyEditError extends Error {
@@ -55,16 +57,23 @@ export interface KeyEditOptions {
 
 export interface NewClient {
   name: string
-  /** Permissions, wildcards, `all` or presets. */
+  /** Permissions, wildcards, `all` or presets; empty only while learning. */
   scopes: string[]
+  /** Where the Immich key comes from: at most one; none → the upstream secrets file. */
   upstreamKeyEnv?: string
+  upstreamKeyFile?: string
+  immichKey?: ClientEntry['immichKey']
+  learn?: { until?: string; base?: string[] }
+  reportOnly?: boolean
   /** ISO 8601 instant. */
   expiresAt?: string
   allowFrom?: string[]
+  albums?: string[]
   description?: string
 }
 
-interface KeysDoc {
+/** The keys file opened for editing: its YAML document (comments kept) and its validated entries. */
+export interface KeysDoc {
   file: string
   doc: Document
   clients: YAMLSeq
@@ -77,7 +86,7 @@ export function readClients(file: string): ClientEntry[] {
 }
 
 /** Opens the keys file as an editable YAML document, after checking it is a valid keys file. */
-function openKeys(file: string): KeysDoc {
+export function openKeys(file: string): KeysDoc {
   const { text, exists } = readKeysFile(file, true)
   const { clients: entries } = parseKeysText(text, file)
   const doc = parseDocument(text)
@@ -93,8 +102,12 @@ function openKeys(file: string): KeysDoc {
   return { file, doc, clients: clients as YAMLSeq, entries }
 }
 
-/** Checks the edited document is still a valid keys file (scopes included), then writes it atomically. */
-function save(keys: KeysDoc, options: KeyEditOptions, added?: string): void {
+/**
+ * Checks the edited document is still a valid keys file (every client's scopes resolved), then
+ * writes it atomically. With `asGatewayLoads`, a client named in `added` that the gateway would
+ * disable is refused.
+ */
+export function saveKeys(keys: KeysDoc, options: KeyEditOptions = {}, added?: string): void {
   const text = keys.doc.toString({ lineWidth: 0 })
   const parsed = parseKeysText(text, keys.file)
   const resolver = loadScopeResolver(options.presetsFile)
@@ -110,25 +123,35 @@ function save(keys: KeysDoc, options: KeyEditOptions, added?: string): void {
   writeFileAtomic(keys.file, text)
 }
 
-function findClient(keys: KeysDoc, name: string): YAMLMap {
+/** A client's node in the document and its validated entry. */
+export function findClient(keys: KeysDoc, name: string): { node: YAMLMap; entry: ClientEntry } {
   const node = keys.clients.items.find((item) => isMap(item) && item.get('name') === name)
-  if (node === undefined) throw new KeyEditError(`no client named "${name}" in ${keys.file}`)
-  return node as YAMLMap
+  const entry = keys.entries.find((c) => c.name === name)
+  if (node === undefined || entry === undefined)
+    throw new KeyEditError(`no client named "${name}" in ${keys.file}`)
+  return { node: node as YAMLMap, entry }
+}
+
+/** Writes `value` as a one-line YAML list (`[a, b]`), the way every list in the file is written. */
+export function setList(keys: KeysDoc, node: YAMLMap, field: string, value: readonly string[]) {
+  const seq = keys.doc.createNode([...value])
+  if (isSeq(seq)) seq.flow = true
+  node.set(field, seq)
 }
 
 /** Validates a new client's fields; throws KeyEditError naming the field. */
-function checkNewClient(
-  input: NewClient,
-  options: KeyEditOptions
-): Required<Pick<NewClient, 'upstreamKeyEnv'>> {
+function checkNewClient(input: NewClient, options: KeyEditOptions): void {
   if (!CLIENT_NAME.test(input.name))
     throw new KeyEditError(
       '1–64 letters, digits, ".", "_" or "-", starting with a letter or digit (it labels logs and metrics)',
       'name'
     )
-  if (input.scopes.length === 0) throw new KeyEditError('at least one scope is needed', 'scopes')
+  if (input.scopes.length === 0 && !input.learn)
+    throw new KeyEditError('at least one scope is needed', 'scopes')
   try {
-    loadScopeResolver(options.presetsFile).expand(input.scopes)
+    const resolver = loadScopeResolver(options.presetsFile)
+    resolver.expand(input.scopes)
+    if (input.learn?.base) resolver.expand(input.learn.base)
   } catch (err) {
     throw new KeyEditError((err as Error).message, 'scopes')
   }
@@ -139,54 +162,118 @@ function checkNewClient(
       throw new KeyEditError((err as Error).message, 'allowFrom')
     }
   }
+  const bad = input.albums?.find((id) => !ALBUM_ID.test(id))
+  if (bad !== undefined) throw new KeyEditError(`"${bad}" is not an Immich album id`, 'albums')
   if (input.expiresAt !== undefined && Number.isNaN(Date.parse(input.expiresAt)))
     throw new KeyEditError('expected an ISO 8601 date/time', 'expiresAt')
-  const upstreamKeyEnv = input.upstreamKeyEnv ?? DEFAULT_UPSTREAM_KEY_ENV
-  if (!ENV_NAME.test(upstreamKeyEnv))
+  const sources = [input.upstreamKeyEnv, input.upstreamKeyFile, input.immichKey]
+  if (sources.filter((s) => s !== undefined).length > 1)
+    throw new KeyEditError(
+      'one source for the Immich key: an environment variable, a file or a minted key',
+      'upstreamKeyFile'
+    )
+  if (input.upstreamKeyEnv !== undefined && !ENV_NAME.test(input.upstreamKeyEnv))
     throw new KeyEditError('expected an environment variable name', 'upstreamKeyEnv')
-  return { upstreamKeyEnv }
+}
+
+/** A new client checked against the file, its key made, nothing written yet (see commitClient). */
+export interface PreparedClient {
+  keys: KeysDoc
+  entry: ClientEntry
+  /** The gateway key, shown once, never stored: the file holds its sha-256. */
+  key: string
 }
 
 /**
- * Adds a client with a new key. Returns the key (shown once, never stored: the file holds its
- * sha-256) and the entry as written.
+ * Checks a new client (its fields, its name free in the file) and makes its key without writing
+ * anything, so a caller can do slow work first (the CLI mints its Immich key) and then commitClient.
  */
+export function prepareClient(
+  file: string,
+  input: NewClient,
+  options: KeyEditOptions = {}
+): PreparedClient {
+  checkNewClient(input, options)
+  const keys = openKeys(file)
+  if (keys.entries.some((c) => c.name === input.name))
+    throw new KeyEditError(
+      `a client named "${input.name}" already exists in ${keys.file} (rotate or revoke it)`,
+      'name'
+    )
+  const key = generateKey()
+  const at = (iso: string) => new Date(Date.parse(iso)).toISOString()
+  const entry: ClientEntry = {
+    name: input.name,
+    keyHash: keyHash(key),
+    scopes: input.learn ? [] : input.scopes,
+    ...(input.upstreamKeyEnv ? { upstreamKeyEnv: input.upstreamKeyEnv } : {}),
+    ...(input.upstreamKeyFile ? { upstreamKeyFile: input.upstreamKeyFile } : {}),
+    ...(input.immichKey ? { immichKey: input.immichKey } : {}),
+    ...(input.learn
+      ? {
+          learn: {
+            ...(input.learn.until ? { until: at(input.learn.until) } : {}),
+            ...(input.scopes.length ? { base: input.scopes } : {}),
+          },
+        }
+      : {}),
+    ...(input.reportOnly ? { reportOnly: true } : {}),
+    ...(input.expiresAt ? { expiresAt: at(input.expiresAt) } : {}),
+    ...(input.allowFrom?.length ? { allowFrom: input.allowFrom } : {}),
+    ...(input.albums?.length ? { albums: input.albums } : {}),
+    ...(input.description ? { description: input.description } : {}),
+    createdAt: new Date(options.now ?? Date.now()).toISOString(),
+  }
+  return { keys, entry, key }
+}
+
+/** Appends a prepared client (its entry as the caller may have completed it) and saves the file. */
+export function commitClient(prepared: PreparedClient, options: KeyEditOptions = {}): void {
+  const { keys, entry } = prepared
+  const node = keys.doc.createNode(entry) as YAMLMap
+  for (const field of ['scopes', 'allowFrom', 'albums']) {
+    const seq = node.get(field)
+    if (isSeq(seq)) seq.flow = true
+  }
+  const base = (node.get('learn') as YAMLMap | undefined)?.get?.('base')
+  if (isSeq(base)) base.flow = true
+  keys.clients.add(node)
+  saveKeys(keys, options, entry.name)
+}
+
+/** Adds a client with a new key. Returns the key (shown once) and the entry as written. */
 export function addClient(
   file: string,
   input: NewClient,
   options: KeyEditOptions = {}
 ): { key: string; entry: ClientEntry } {
-  const { upstreamKeyEnv } = checkNewClient(input, options)
-  const keys = openKeys(file)
-  if (keys.entries.some((c) => c.name === input.name))
-    throw new KeyEditError(
-      `a client named "${input.name}" already exists in ${keys.file} (rotate or revoke it)`
-    )
-  const key = generateKey()
-  const entry: ClientEntry = {
-    name: input.name,
-    keyHash: keyHash(key),
-    scopes: input.scopes,
-    upstreamKeyEnv,
-    ...(input.expiresAt ? { expiresAt: new Date(Date.parse(input.expiresAt)).toISOString() } : {}),
-    ...(input.allowFrom?.length ? { allowFrom: input.allowFrom } : {}),
-    ...(input.description ? { description: input.description } : {}),
-    createdAt: new Date(options.now ?? Date.now()).toISOString(),
-  }
-  const node = keys.doc.createNode(entry) as YAMLMap
-  for (const field of ['scopes', 'allowFrom']) {
-    const seq = node.get(field)
-    if (isSeq(seq)) seq.flow = true
-  }
-  keys.clients.add(node)
-  save(keys, options, input.name)
-  return { key, entry }
+  const prepared = prepareClient(file, input, options)
+  commitClient(prepared, options)
+  return { key: prepared.key, entry: prepared.entry }
 }
 
 /**
- * Gives a client a new key. The old one keeps working for `graceMs` (0: not at all); keys rotated out
- * earlier stay while their own grace lasts. Returns the new key and when the old one stops working.
+ * Gives a client a new key in the opened document (saved by the caller). The old one keeps working
+ * for `graceMs` (0: not at all); keys rotated out earlier stay while their own grace lasts.
  */
+export function rotateKey(
+  keys: KeysDoc,
+  name: string,
+  graceMs: number,
+  now = Date.now()
+): { key: string; oldValidUntil?: string } {
+  const { node, entry } = findClient(keys, name)
+  const previous = (entry.previous ?? []).filter((p) => Date.parse(p.validUntil) > now)
+  const validUntil = new Date(now + graceMs).toISOString()
+  if (graceMs > 0) previous.push({ keyHash: entry.keyHash, validUntil })
+  const key = generateKey()
+  node.set('keyHash', keyHash(key))
+  if (previous.length) node.set('previous', keys.doc.createNode(previous))
+  else node.delete('previous')
+  return graceMs > 0 ? { key, oldValidUntil: validUntil } : { key }
+}
+
+/** Rotates a client's key and saves the file. Returns the new key and when the old one stops working. */
 export function rotateClient(
   file: string,
   name: string,
@@ -194,24 +281,21 @@ export function rotateClient(
   options: KeyEditOptions = {}
 ): { key: string; oldValidUntil?: string } {
   const keys = openKeys(file)
-  const node = findClient(keys, name)
-  const now = options.now ?? Date.now()
-  const previous = (keys.entries.find((c) => c.name === name)!.previous ?? []).filter(
-    (p) => Date.parse(p.validUntil) > now
-  )
-  const validUntil = new Date(now + graceMs).toISOString()
-  if (graceMs > 0) previous.push({ keyHash: String(node.get('keyHash')), validUntil })
-  const key = generateKey()
-  node.set('keyHash', keyHash(key))
-  if (previous.length) node.set('previous', keys.doc.createNode(previous))
-  else node.delete('previous')
-  save(keys, options)
-  return graceMs > 0 ? { key, oldValidUntil: validUntil } : { key }
+  const rotated = rotateKey(keys, name, graceMs, options.now)
+  saveKeys(keys, options)
+  return rotated
 }
 
-/** Removes a client: its key (and any rotated-out one) stops working at the next reload. */
+/** Removes a client from the opened document (saved by the caller). */
+export function removeClient(keys: KeysDoc, name: string): ClientEntry {
+  const { node, entry } = findClient(keys, name)
+  keys.clients.delete(keys.clients.items.indexOf(node))
+  return entry
+}
+
+/** Removes a client and saves the file: its key (and any rotated-out one) stops working at the next reload. */
 export function revokeClient(file: string, name: string, options: KeyEditOptions = {}): void {
   const keys = openKeys(file)
-  keys.clients.delete(keys.clients.items.indexOf(findClient(keys, name)))
-  save(keys, options)
+  removeClient(keys, name)
+  saveKeys(keys, options)
 }

@@ -67,7 +67,7 @@ const keyHashField = z
     'expected "sha256:" followed by 64 lower-case hex digits'
   )
 
-const ALBUM_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+export const ALBUM_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 const albumIdsField = z
   .array(z.string().regex(ALBUM_ID, 'expected an Immich album id (a UUID)'))
   .min(1)

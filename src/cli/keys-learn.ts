@@ -3,8 +3,9 @@
  * minting that `keys add | revoke | rotate` use with `--immich-login`.
  */
 import { parseArgs } from 'node:util'
-import { isSeq, type YAMLMap } from 'yaml'
+import type { YAMLMap } from 'yaml'
 import { withImmichSession, type ImmichSession, type MintedImmichKey } from '../auth/immich-mint.js'
+import { setList, type KeysDoc } from '../auth/keys-edit.js'
 import type { ClientEntry } from '../auth/keys-file.js'
 import {
   immichPermissions,
@@ -19,7 +20,8 @@ import type { UsageStore } from '../auth/usage.js'
 import { loadConfig } from '../config/load.js'
 import { usageStoreFor } from '../../policies/scopes/learn.js'
 import { registerCommand, UsageError } from './index.js'
-import { findClient, instant, list, openKeys, out, save, type KeysDoc } from './keys.js'
+import { instant, list, openKeys, out, save } from './keys.js'
+import { findClient } from '../auth/keys-edit.js'
 import { readSecretInput } from './secret-input.js'
 
 /** The concrete Immich permissions a client holds now: its learning base while learning, else its scopes. */
@@ -36,13 +38,6 @@ export function heldPermissions(
       ? resolver.expand(learn.base)
       : nonAdminPermissions()
   return { permissions: immichPermissions(active), learning }
-}
-
-/** Writes `value` as a one-line YAML list (`[a, b]`), as `keys add` does. */
-function setList(keys: KeysDoc, node: YAMLMap, field: string, value: readonly string[]): void {
-  const seq = keys.doc.createNode([...value])
-  if (isSeq(seq)) seq.flow = true
-  node.set(field, seq)
 }
 
 /** The `learn:` mapping for `--learn [--for 7d] [--scopes BASE]`. */

@@ -6,29 +6,30 @@
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { isMap, isSeq, parseDocument, type Document, type YAMLMap, type YAMLSeq } from 'yaml'
 import { parseDuration } from '../auth/duration.js'
-import { keyHash } from '../auth/hash.js'
-import { generateKey } from '../auth/keygen.js'
 import {
-  CLIENT_NAME,
-  keysFileFor,
-  parseKeysText,
-  readKeysFile,
-  writeFileAtomic,
-  type ClientEntry,
-} from '../auth/keys-file.js'
+  commitClient,
+  findClient,
+  KeyEditError,
+  openKeys as openKeysFile,
+  prepareClient,
+  removeClient,
+  rotateKey,
+  saveKeys,
+  type KeyEditField,
+  type KeyEditOptions,
+  type KeysDoc,
+} from '../auth/keys-edit.js'
+import { CLIENT_NAME, keysFileFor, type ClientEntry } from '../auth/keys-file.js'
 import { GATEWAY_KEY_PREFIX } from '../auth/keygen.js'
 import { loadScopeResolver, type ScopeResolver } from '../auth/scopes.js'
 import { mintedSecretsFile, readMintedSecrets, writeMintedSecret } from '../auth/minted-secrets.js'
 import { loadConfig } from '../config/load.js'
-import { AddressSet } from '../net.js'
 import { apiKeyAuthOptions } from '../../policies/api-key-auth/schema.js'
 import { registerCommand, UsageError, type CommandSpec } from './index.js'
 import {
   heldPermissions,
   immichSession,
-  learnField,
   mintInto,
   revokeMinted,
   rotateMinted,
@@ -37,67 +38,60 @@ import {
 const DEFAULT_GRACE = '24h'
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 
-/** What the gateway would use (GATEWAY_CONFIG, GATEWAY_KEYS_FILE, GATEWAY_SCOPES_FILE), unless --file says. */
-interface Setup {
+/**
+ * What the gateway would use (GATEWAY_CONFIG, GATEWAY_KEYS_FILE, GATEWAY_SCOPES_FILE), unless
+ * --file says. Every edit goes through src/auth/keys-edit.ts, the module the console writes with.
+ */
+export interface Setup {
   file: string
   resolver: ScopeResolver
+  edit: KeyEditOptions
   env: Readonly<Record<string, string | undefined>>
 }
 
-function setup(fileFlag: string | undefined): Setup {
+export function setup(fileFlag: string | undefined): Setup {
   const config = loadConfig()
   const options = apiKeyAuthOptions.parse(config.policies['api-key-auth'] || {})
   const file = fileFlag
     ? resolve(fileFlag)
     : keysFileFor(options.keysFile, config.environment)!.file
-  const presets = options.presetsFile ?? config.environment?.presetsFile
-  return { file, resolver: loadScopeResolver(presets), env: config.environment?.vars ?? {} }
+  const presetsFile = options.presetsFile ?? config.environment?.presetsFile
+  return {
+    file,
+    resolver: loadScopeResolver(presetsFile),
+    edit: { presetsFile },
+    env: config.environment?.vars ?? {},
+  }
 }
 
-const HEADER = ` Gateway API keys (see config/keys.example.yaml). Written by \`immich-gateway keys\`; the gateway
- reloads this file when it changes. Only hashes of keys are stored here.`
-
-export interface KeysDoc {
-  file: string
-  doc: Document
-  clients: YAMLSeq
-  entries: ClientEntry[]
-}
-
-/** Opens the keys file as an editable YAML document, after checking it is a valid keys file. */
+/** Opens the keys file the gateway uses (or --file's) for editing. */
 export function openKeys(fileFlag: string | undefined): KeysDoc {
-  const { file } = setup(fileFlag)
-  const { text, exists } = readKeysFile(file, true)
-  const { clients: entries } = parseKeysText(text, file)
-  const doc = parseDocument(text)
-  if (!exists || doc.contents === null) {
-    doc.contents = doc.createNode({ clients: [] }) as never
-    doc.commentBefore = HEADER
-  }
-  let clients = doc.get('clients')
-  if (!isSeq(clients)) {
-    doc.set('clients', doc.createNode([]))
-    clients = doc.get('clients')
-  }
-  return { file, doc, clients: clients as YAMLSeq, entries }
+  return openKeysFile(setup(fileFlag).file)
 }
 
-/** Checks the edited document is still a valid keys file (scopes included), then writes it atomically. */
+/** Saves an edited keys file, checking scopes against the presets the gateway uses. */
 export function save(keys: KeysDoc): void {
-  const text = keys.doc.toString({ lineWidth: 0 })
-  const { clients } = parseKeysText(text, keys.file)
-  const { resolver } = setup(keys.file)
-  for (const client of clients) {
-    resolver.expand(client.scopes)
-    if (client.learn?.base) resolver.expand(client.learn.base)
-  }
-  writeFileAtomic(keys.file, text)
+  saveKeys(keys, setup(keys.file).edit)
 }
 
-export function findClient(keys: KeysDoc, name: string): { index: number; node: YAMLMap } {
-  const index = keys.clients.items.findIndex((item) => isMap(item) && item.get('name') === name)
-  if (index === -1) throw new Error(`no client named "${name}" in ${keys.file}`)
-  return { index, node: keys.clients.items[index] as YAMLMap }
+const FLAGS: Record<KeyEditField, string> = {
+  name: '--name',
+  scopes: '--scopes',
+  upstreamKeyEnv: '--upstream-key-env',
+  upstreamKeyFile: '--upstream-key-file',
+  expiresAt: '--expires',
+  allowFrom: '--allow-from',
+  albums: '--albums',
+}
+
+/** Runs a keys-file edit; a refusal names the flag it is about. */
+export function editing<T>(edit: () => T): T {
+  try {
+    return edit()
+  } catch (err) {
+    if (!(err instanceof KeyEditError) || err.field === undefined) throw err
+    throw new Error(`${FLAGS[err.field]}: ${err.message}`, { cause: err })
+  }
 }
 
 export function list(value: string | undefined): string[] {
@@ -152,66 +146,46 @@ const add = async (args: string[]): Promise<number> => {
     throw new UsageError(
       `--name: 1–64 letters, digits, ".", "_" or "-" (it labels logs and metrics)`
     )
-  const where = setup(values.file)
-  const scopes = list(values.scopes)
-  try {
-    where.resolver.expand(scopes)
-  } catch (err) {
-    throw new Error(`--scopes ${(err as Error).message}`, { cause: err })
-  }
-  const allowFrom = list(values['allow-from'])
-  try {
-    if (allowFrom.length) new AddressSet(allowFrom)
-  } catch (err) {
-    throw new Error(`--allow-from: ${(err as Error).message}`, { cause: err })
-  }
   const albums = list(values.albums)
   if (values.albums !== undefined && albums.length === 0)
     throw new UsageError('--albums: expected album ids, comma-separated')
+  const where = setup(values.file)
   const upstreamKeyEnv = values['upstream-key-env']
-  if (upstreamKeyEnv !== undefined && !ENV_NAME.test(upstreamKeyEnv))
-    throw new UsageError('--upstream-key-env: expected an environment variable name')
   const upstreamKeyFile = values['upstream-key-file']
     ? resolve(values['upstream-key-file'])
     : undefined
-
-  const keys = openKeys(values.file)
-  if (keys.entries.some((c) => c.name === values.name))
-    throw new Error(
-      `a client named "${values.name}" already exists in ${keys.file} (rotate or revoke it)`
+  const allowFrom = list(values['allow-from'])
+  const prepared = editing(() =>
+    prepareClient(
+      where.file,
+      {
+        name: values.name!,
+        scopes: list(values.scopes),
+        upstreamKeyEnv,
+        upstreamKeyFile,
+        learn: values.learn
+          ? { until: values.for ? instant(values.for, '--for') : undefined }
+          : undefined,
+        reportOnly: values['report-only'],
+        expiresAt: values.expires ? instant(values.expires, '--expires') : undefined,
+        allowFrom,
+        albums,
+        description: values.description,
+      },
+      where.edit
     )
-  const key = generateKey()
-  const learnBase = values.learn ? scopes : undefined
-  const entry: ClientEntry = {
-    name: values.name,
-    keyHash: keyHash(key),
-    scopes: values.learn ? [] : scopes,
-    ...(upstreamKeyEnv ? { upstreamKeyEnv } : {}),
-    ...(upstreamKeyFile ? { upstreamKeyFile } : {}),
-    ...(values.learn ? { learn: learnField(values.for, learnBase) } : {}),
-    ...(values['report-only'] ? { reportOnly: true } : {}),
-    ...(values.expires ? { expiresAt: instant(values.expires, '--expires') } : {}),
-    ...(allowFrom.length ? { allowFrom } : {}),
-    ...(albums.length ? { albums } : {}),
-    ...(values.description ? { description: values.description } : {}),
-    createdAt: new Date().toISOString(),
-  }
+  )
+  const { keys, entry, key } = prepared
   if (values['immich-login']) {
     const { permissions } = heldPermissions(entry, where.resolver)
     entry.immichKey = await immichSession(values['immich-login'], values['immich-url'], (session) =>
       mintInto(session, keys.file, entry.name, permissions)
     )
   }
-  const node = keys.doc.createNode(entry) as YAMLMap
-  for (const field of ['scopes', 'allowFrom', 'albums']) {
-    const seq = node.get(field)
-    if (isSeq(seq)) seq.flow = true
-  }
-  keys.clients.add(node)
   // The secret first: when the gateway sees the new client, its Immich key is already there.
   const stdinKey = values['upstream-key-stdin'] ? readUpstreamKey() : undefined
   if (stdinKey) writeMintedSecret(keys.file, entry.name, stdinKey)
-  save(keys)
+  editing(() => commitClient(prepared, where.edit))
   if (entry.immichKey) {
     out(
       `minted an Immich API key for ${entry.name} with ${entry.immichKey.permissions.length} permissions (id ${entry.immichKey.id}); its secret is in ${mintedSecretsFile(keys.file)}`
@@ -287,14 +261,9 @@ const revoke = async (args: string[]): Promise<number> => {
   if (!name || positionals.length > 1)
     throw new UsageError('keys revoke NAME [--immich-login EMAIL] [--file F]')
   const keys = openKeys(values.file)
-  const { index } = findClient(keys, name)
-  await revokeMinted(
-    keys,
-    keys.entries.find((c) => c.name === name)!,
-    values['immich-login'],
-    values['immich-url']
-  )
-  keys.clients.delete(index)
+  const { entry } = findClient(keys, name)
+  await revokeMinted(keys, entry, values['immich-login'], values['immich-url'])
+  removeClient(keys, name)
   save(keys)
   if (readMintedSecrets(keys.file).has(name)) writeMintedSecret(keys.file, name, undefined)
   out(
@@ -324,29 +293,14 @@ const rotate = async (args: string[]): Promise<number> => {
     throw new UsageError(`--grace: ${(err as Error).message}`)
   }
   const keys = openKeys(values.file)
-  const { node } = findClient(keys, name)
-  const now = Date.now()
-  const old = String(node.get('keyHash'))
-  const previous = (keys.entries.find((c) => c.name === name)!.previous ?? []).filter(
-    (p) => Date.parse(p.validUntil) > now
-  )
-  const validUntil = new Date(now + graceMs).toISOString()
-  if (graceMs > 0) previous.push({ keyHash: old, validUntil })
-  const key = generateKey()
-  node.set('keyHash', keyHash(key))
-  if (previous.length) node.set('previous', keys.doc.createNode(previous))
-  else node.delete('previous')
-  if (values['immich-login'])
-    await rotateMinted(
-      keys,
-      node,
-      keys.entries.find((c) => c.name === name)!,
-      values['immich-login'],
-      values['immich-url']
-    )
+  const { key, oldValidUntil } = rotateKey(keys, name, graceMs)
+  if (values['immich-login']) {
+    const { node, entry } = findClient(keys, name)
+    await rotateMinted(keys, node, entry, values['immich-login'], values['immich-url'])
+  }
   save(keys)
   out(
-    `rotated ${name} in ${keys.file}; ${graceMs > 0 ? `the old key works until ${validUntil}` : 'the old key no longer works'}`
+    `rotated ${name} in ${keys.file}; ${oldValidUntil ? `the old key works until ${oldValidUntil}` : 'the old key no longer works'}`
   )
   out('The new key is shown only now; give it to the client:')
   out(key)

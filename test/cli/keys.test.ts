@@ -128,7 +128,7 @@ describe('immich-gateway keys', () => {
       cli(['keys', 'add', '--name', 'z', '--file', file]),
     ])
     expect(unknown.code).toBe(1)
-    expect(unknown.stderr).toMatch(/--scopes \[0\]: unknown scope "asset\.veiw"/)
+    expect(unknown.stderr).toMatch(/--scopes: \[0\]: unknown scope "asset\.veiw"/)
     expect(dup.stderr).toMatch(/a client named "frame" already exists/)
     expect(cidr.stderr).toMatch(/--allow-from: .*bad prefix length/)
     expect(name.code).toBe(2)

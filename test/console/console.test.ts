@@ -1,7 +1,9 @@
 // The console over real sockets: a real gateway with the console on, in front of the fake Immich
 // (sessions for an admin and a non-admin), and a real keys file that every write must change.
+import { execFile } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
 import { parse } from 'yaml'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -87,6 +89,20 @@ function csrfOf(html: string): string {
 
 function keyOf(html: string): string {
   return remember(/id="new-key" value="([^"]+)"/.exec(html)![1]!)
+}
+
+/** The `immich-gateway` CLI as an admin runs it on the host (nothing of this process's environment). */
+function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const root = fileURLToPath(new URL('../..', import.meta.url))
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', join(root, 'src/cli/index.ts'), ...args],
+      { cwd: root, env: { PATH: process.env.PATH ?? '' } },
+      (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr })
+    )
+  })
 }
 
 function entries(): ClientEntry[] {
@@ -405,6 +421,50 @@ describe('add, rotate, revoke: the keys file changes and the gateway follows at 
 })
 
 describe('what the console shows about traffic', () => {
+  it('the CLI and the console write alike: one revokes what the other added, and rotates it', async () => {
+    const added = await cli([
+      'keys',
+      'add',
+      '--name',
+      'from-cli',
+      '--scopes',
+      'asset.view',
+      '--upstream-key-env',
+      USER_KEY_ENV,
+      '--file',
+      keysFile,
+    ])
+    expect(added.code, added.stderr).toBe(0)
+    const cliKey = remember(added.stdout.trimEnd().split('\n').pop()!)
+    await expect.poll(() => apiStatus(cliKey), { timeout: 2000, interval: 20 }).toBe(200)
+    const listed = await call('GET', '/gateway/', { cookie: ADMIN })
+    expect(listed.text).toContain('from-cli')
+    const { cookie, csrf } = await adminSession()
+    const rotated = await call(
+      'POST',
+      '/gateway/clients/from-cli/rotate',
+      { cookie },
+      new URLSearchParams({ _csrf: csrf, grace: '0s' })
+    )
+    const consoleKey = keyOf(rotated.text)
+    await expect.poll(() => apiStatus(cliKey), { timeout: 2000, interval: 20 }).toBe(401)
+    expect(await apiStatus(consoleKey)).toBe(200)
+    const again = await cli(['keys', 'rotate', 'from-cli', '--grace', '0', '--file', keysFile])
+    expect(again.code, again.stderr).toBe(0)
+    const cliAgain = remember(again.stdout.trimEnd().split('\n').pop()!)
+    await expect.poll(() => apiStatus(consoleKey), { timeout: 2000, interval: 20 }).toBe(401)
+    expect(await apiStatus(cliAgain)).toBe(200)
+    const revoked = await call(
+      'POST',
+      '/gateway/clients/from-cli/revoke',
+      { cookie },
+      new URLSearchParams({ _csrf: csrf })
+    )
+    expect(revoked.status).toBe(303)
+    await expect.poll(() => apiStatus(cliAgain), { timeout: 2000, interval: 20 }).toBe(401)
+    expect(entries().some((e) => e.name === 'from-cli')).toBe(false)
+  })
+
   it('the table counts requests and refusals per client; sortable on the server', async () => {
     for (let i = 0; i < 3; i++) expect(await apiStatus(busy.key)).toBe(200)
     expect(await apiStatus(busy.key, '/api/people')).toBe(403)
