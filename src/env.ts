@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Duplex, Readable } from 'node:stream'
 import type { Context } from 'hono'
 
@@ -108,6 +108,11 @@ export type Variables = {
    * Runs after authentication, authorization and limits, like the forward it replaces.
    */
   terminal?: (c: Context<Env>) => Promise<Response>
+  /**
+   * An edit of Immich's answer where it is read whole (the forwarder's capture), before anything
+   * reads it: album-binding takes out what a bound key may not see, under a legacy rebuild too.
+   */
+  answerEdit?: AnswerEdit
   principal: Principal
   upstream: UpstreamRequest
   /** Route class for limits (`thumbnails`, `uploads`, `api`, `login`...). */
@@ -127,6 +132,15 @@ export type Variables = {
   /** Outcome notes for the access log (cache: HIT/MISS, limiter...). */
   notes: Record<string, string>
 }
+
+/** Immich's answer read whole, as the forwarder's capture hands it on. */
+export interface CapturedAnswer {
+  status: number
+  headers: OutgoingHttpHeaders
+  body: Buffer
+}
+
+export type AnswerEdit = (answer: CapturedAnswer) => CapturedAnswer | Promise<CapturedAnswer>
 
 /** Node's request and response (@hono/node-server's HttpBindings), plus the socket of an upgrade. */
 export type Bindings = {

@@ -1,7 +1,7 @@
 import type { Context, Next } from 'hono'
 import { queryParams } from '../../src/auth/credentials.js'
 import type { Deps } from '../../src/deps.js'
-import type { AlbumBinding, Env, RouteInfo } from '../../src/env.js'
+import type { AlbumBinding, AnswerEdit, Env, RouteInfo } from '../../src/env.js'
 import { GatewayError } from '../../src/errors.js'
 import { answerStatus, writeAnswer } from '../../src/server/answer.js'
 import { readRequestBody } from '../../src/upstream/body.js'
@@ -13,7 +13,14 @@ import {
   pickWeighted,
   planSearch,
 } from './constrain.js'
-import { sendFilteredAlbumList } from './filter.js'
+import {
+  albumListEdit,
+  assetAnswerEdit,
+  EDITED_ASSET_ANSWERS,
+  readWhole,
+  sendEdited,
+  type Visible,
+} from './answers.js'
 import { MembershipCache, MembershipUnavailable, type Membership } from './membership.js'
 import { BOUND_KEY_ROUTES, type BoundTreatment } from './routes.js'
 import { albumBindingOptions, type AlbumBindingOptions } from './schema.js'
@@ -146,6 +153,7 @@ class Judge {
       case 'pass':
         return next()
       case 'asset':
+        this.editAssetAnswer(c, binding, match.route)
         return this.requireAsset(c, next, binding, [match.params.id ?? ''])
       case 'asset-query': {
         const ids = queryParams(c.get('query'))
@@ -159,9 +167,7 @@ class Judge {
       case 'album-assets':
         return this.changeAlbum(c, next, binding, (match.params.id ?? '').toLowerCase())
       case 'album-list':
-        c.set('terminal', (ctx) =>
-          sendFilteredAlbumList(ctx, this.deps, binding, this.options.maxResponseBytes)
-        )
+        this.editAnswer(c, albumListEdit(binding))
         return next()
       case 'search':
         return this.search(c, next, binding, match.route.path)
@@ -174,6 +180,35 @@ class Judge {
       }
       case 'refuse':
         throw refused()
+    }
+  }
+
+  /**
+   * Immich's answer is read whole and edited before it goes out (answers.ts); a legacy rebuild
+   * already in place reads it through the same edit.
+   */
+  private editAnswer(c: Context<Env>, edit: AnswerEdit): void {
+    readWhole(c, edit)
+    if (c.get('terminal') === undefined)
+      c.set('terminal', (ctx) => sendEdited(ctx, this.deps, this.options.maxResponseBytes))
+  }
+
+  /** An asset answer (asset info, a search) loses the ids of assets outside the albums. */
+  private editAssetAnswer(c: Context<Env>, binding: AlbumBinding, route: RouteInfo): void {
+    if (!EDITED_ASSET_ANSWERS.has(`${route.method} ${route.path}`)) return
+    if (c.get('upstream').method === 'HEAD') return
+    this.editAnswer(
+      c,
+      assetAnswerEdit(binding, () => this.visible(c, binding))
+    )
+  }
+
+  /** Whether an asset is in one of the bound albums (memberships fetched when not cached). */
+  private async visible(c: Context<Env>, binding: AlbumBinding): Promise<Visible> {
+    const all = await this.memberships(c, binding)
+    return (id) => {
+      const lower = id.toLowerCase()
+      return all.some((m) => m.ids.has(lower))
     }
   }
 
@@ -342,6 +377,7 @@ class Judge {
     const up = c.get('upstream')
     up.body = Buffer.from(JSON.stringify(forwarded))
     up.headerEdits['content-type'] = 'application/json'
+    this.editAssetAnswer(c, binding, c.get('route')!.route)
     return next()
   }
 }

@@ -15,10 +15,10 @@ import {
 import { CACHEABLE_ROUTES, cacheKey, sharedLinkToken, type CacheClass } from './key.js'
 import { MemoryStore } from './memory-store.js'
 import { RedisStore } from './redis-store.js'
-import type { Env, RouteMatch } from '../../src/env.js'
+import type { CapturedAnswer, Env, RouteMatch } from '../../src/env.js'
 import { GatewayError } from '../../src/errors.js'
 import { answerStatus, writeAnswer, writeHead } from '../../src/server/answer.js'
-import type { CapturedResponse, ResponseSink } from '../../src/upstream/forward.js'
+import type { ResponseSink } from '../../src/upstream/forward.js'
 import type { Deps } from '../../src/deps.js'
 import type { ThumbnailCacheOptions } from './schema.js'
 
@@ -394,7 +394,7 @@ export class ThumbnailCache {
   private answerCaptured(
     c: Context<Env>,
     l: Lookup,
-    answer: CapturedResponse,
+    answer: CapturedAnswer,
     now: number,
     flight?: Flight<CacheEntry>
   ): Response {

@@ -5,7 +5,7 @@ import type { Context } from 'hono'
 import { Agent, type Dispatcher } from 'undici'
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
 import type { GatewayConfig } from '../config/schema.js'
-import type { Env } from '../env.js'
+import type { CapturedAnswer, Env } from '../env.js'
 import { GatewayError } from '../errors.js'
 import { writeHead } from '../server/answer.js'
 import { endToEndHeaders, responseHeaders, setForwardedHeaders } from './headers.js'
@@ -40,18 +40,12 @@ export interface Forwarder {
     tap?: (status: number, headers: OutgoingHttpHeaders) => ResponseSink | undefined
   ): Promise<Response>
   /** Sends the request and buffers the answer (small JSON only: legacy response shapes). */
-  capture(c: Context<Env>, maxBytes: number): Promise<CapturedResponse>
+  capture(c: Context<Env>, maxBytes: number): Promise<CapturedAnswer>
   /** Builds the upstream header set for this request (also used by the websocket upgrade). */
   upstreamHeaders(c: Context<Env>): Record<string, string | string[]>
   readonly agent: Agent
   readonly origin: string
   close(): Promise<void>
-}
-
-export interface CapturedResponse {
-  status: number
-  headers: OutgoingHttpHeaders
-  body: Buffer
 }
 
 /** Maps undici/socket errors to what the client is told, and to a bounded metric label. */
@@ -321,7 +315,7 @@ export function createForwarder(
     return RESPONSE_ALREADY_SENT
   }
 
-  async function capture(c: Context<Env>, maxBytes: number): Promise<CapturedResponse> {
+  async function capture(c: Context<Env>, maxBytes: number): Promise<CapturedAnswer> {
     const chunks: Buffer[] = []
     let size = 0
     let status = 502
@@ -342,7 +336,9 @@ export function createForwarder(
     })
     if (size > maxBytes)
       throw new GatewayError(502, 'UPSTREAM_TOO_LARGE', 'Answer from Immich too large to translate')
-    return { status, headers, body: Buffer.concat(chunks) }
+    const answer = { status, headers, body: Buffer.concat(chunks) }
+    const edit = c.get('answerEdit')
+    return edit === undefined ? answer : edit(answer)
   }
 
   return { pipe, capture, upstreamHeaders, agent, origin, close: () => agent.close() }

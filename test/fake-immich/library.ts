@@ -16,6 +16,8 @@ export interface LibraryAsset {
   visibility: 'timeline' | 'archive' | 'hidden' | 'locked'
   isFavorite: boolean
   livePhotoVideoId: string | null
+  /** The stack the asset is in (Immich shows it in the asset's own answer, with its primary asset). */
+  stack?: { id: string; primaryAssetId: string; assetCount: number } | null
 }
 
 export interface LibraryAlbum {
@@ -321,7 +323,8 @@ export function installLibrary(fake: FakeImmich): FakeLibrary {
         (asset.ownerId === userId ||
           [...albums.values()].some((a) => a.assetIds.has(asset.id) && canReadAlbum(a, userId)))
       if (!visible) return ctx.sendJson(400, { message: NO_ACCESS_ASSET })
-      ctx.sendJson(200, assetDto(asset))
+      // Only the asset's own answer carries its stack (Immich maps it with `withStack`).
+      ctx.sendJson(200, { ...assetDto(asset), stack: asset.stack ?? null })
     })
   }
 

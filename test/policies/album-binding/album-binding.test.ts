@@ -267,6 +267,86 @@ describe('by-id routes', () => {
   })
 })
 
+describe('no id of an outside asset in any answer', () => {
+  it("an asset's own answer drops a stack whose primary asset is outside; its own stack stays", async () => {
+    const [, , , stacked, primary] = [...world.hallway.assetIds]
+    const outsidePrimary = world.outside[2]!
+    const unbound = await call(stack.url, world.keys.unbound, 'GET', `/api/assets/${stacked}`)
+    expect((unbound.json as { stack: { primaryAssetId: string } }).stack.primaryAssetId).toBe(
+      outsidePrimary
+    )
+    for (const path of [
+      `/api/assets/${stacked}`,
+      `/api/asset/${stacked}`,
+      `/api/asset/assetById/${stacked}`,
+    ]) {
+      const r = await call(stack.url, world.keys.frame, 'GET', path)
+      expect(r.status, path).toBe(200)
+      expect((r.json as { id: string }).id).toBe(stacked)
+      expect((r.json as { stack?: unknown }).stack ?? null, path).toBeNull()
+      expect(r.text).not.toContain(outsidePrimary)
+      expect(r.headers.etag).toBeUndefined()
+    }
+    const own = await call(stack.url, world.keys.frame, 'GET', `/api/assets/${primary}`)
+    expect(own.json).toMatchObject({ stack: { primaryAssetId: primary, assetCount: 2 } })
+    // The live photo keeps its motion part: it is in the album too.
+    const first = [...world.hallway.assetIds][0]!
+    const withMotion = await call(stack.url, world.keys.frame, 'GET', `/api/assets/${first}`)
+    expect((withMotion.json as { livePhotoVideoId: string }).livePhotoVideoId).toBe(world.motion)
+  })
+
+  it('an asset answer Immich sends not as JSON is refused (502), not passed on', async () => {
+    const id = [...world.hallway.assetIds][1]!
+    const remove = world.immich.setHandler('GET', `/api/assets/${id}`, (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"id": "truncat')
+    })
+    try {
+      const r = await call(stack.url, world.keys.frame, 'GET', `/api/assets/${id}`)
+      expect(r.status).toBe(502)
+      expect(r.text).not.toContain('truncat')
+      expect(r.json).toMatchObject({ statusCode: 502, correlationId: expect.any(String) })
+    } finally {
+      remove()
+    }
+  })
+
+  it('every answer a frame key can get names only album assets and bound albums', async () => {
+    const ids = [...world.hallway.assetIds]
+    const forbidden = [
+      ...world.outside,
+      world.kitchen.id,
+      ...[...world.library.albums.values()]
+        .filter((a) => a.id !== world.hallway.id)
+        .map((a) => a.id),
+      ...[...world.kitchen.assetIds].filter((id) => !world.hallway.assetIds.has(id)),
+    ]
+    const calls: [string, string, unknown?][] = [
+      ['GET', '/api/albums'],
+      ['GET', `/api/albums/${world.hallway.id}`],
+      ['POST', '/api/search/metadata', {}],
+      ['POST', '/api/search/metadata', { withStacked: true, size: 1000 }],
+      ['POST', '/api/search/random', { size: 50 }],
+      ['POST', '/api/search/smart', { query: 'x' }],
+      ['POST', '/api/search/statistics', {}],
+      ['GET', '/api/timeline/buckets'],
+      ...['2026-01-01', '2026-02-01', '2026-03-01'].map(
+        (month) =>
+          ['GET', `/api/timeline/bucket?timeBucket=${month}T00:00:00.000Z`] as [string, string]
+      ),
+      ...ids.flatMap((id) => [
+        ['GET', `/api/assets/${id}`] as [string, string],
+        ['GET', `/api/asset/${id}`] as [string, string],
+        ['GET', `/api/faces?id=${id}`] as [string, string],
+      ]),
+    ]
+    for (const [method, path, body] of calls) {
+      const r = await call(stack.url, world.keys.frame, method, path, body)
+      expect(r.status, `${method} ${path}`).toBe(200)
+      for (const id of forbidden) expect(r.text, `${method} ${path}`).not.toContain(id)
+    }
+  })
+})
+
 describe('refused routes', () => {
   it('routes that would show outside assets answer 403', async () => {
     for (const [method, path] of [

@@ -11,7 +11,10 @@ export const USER = 'u-user'
 export interface World {
   immich: FakeImmich
   library: FakeLibrary
-  /** The frame's album: six photos, one a live photo with its hidden motion part. */
+  /**
+   * The frame's album: six photos, one a live photo with its hidden motion part; the fourth is in a
+   * stack whose primary asset is outside the album, the fifth is the primary of its own stack.
+   */
   hallway: LibraryAlbum
   /** A second album of the same user, with one photo of the hallway too. */
   kitchen: LibraryAlbum
@@ -41,6 +44,18 @@ export async function makeWorld(): Promise<World> {
     (_, i) =>
       library.addAsset(`out-${i}`, USER, { localDateTime: `2025-0${i + 1}-01T10:00:00.000Z` }).id
   )
+  // Two stacks: the fourth hallway photo's primary is outside the album; the fifth is its own primary.
+  library.assets.get(inHallway[3]!)!.stack = {
+    id: library.uuid('stack:outside'),
+    primaryAssetId: outside[2]!,
+    assetCount: 2,
+  }
+  library.assets.get(outside[2]!)!.stack = library.assets.get(inHallway[3]!)!.stack
+  library.assets.get(inHallway[4]!)!.stack = {
+    id: library.uuid('stack:inside'),
+    primaryAssetId: inHallway[4]!,
+    assetCount: 2,
+  }
   const inKitchen = library.addAsset('kitchen-0', USER).id
   const hallway = library.addAlbum('Hallway', USER, inHallway)
   const kitchen = library.addAlbum('Kitchen', USER, [inKitchen, inHallway[1]!])
