@@ -66,7 +66,11 @@ const config = configSchema.parse({
     'thumbnail-cache': {},
   },
 })
-const gateway = await startGateway(config, {
+// Trees whose environment is resolved in config loading (GATEWAY_KEYS_FILE, the Immich key's env var).
+const load = (await import(pathToFileURL(join(tree, 'src/config/load.ts')).href)) as {
+  resolveEnvironment?: (config: unknown, env: NodeJS.ProcessEnv) => unknown
+}
+const gateway = await startGateway(load.resolveEnvironment?.(config, process.env) ?? config, {
   logger: pino({ level: 'warn' }),
   registry: new Registry(),
 })
