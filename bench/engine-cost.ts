@@ -7,7 +7,7 @@
 //   taskset -c 1 npx tsx bench/engine-cost.ts [--tree .exp/alt] [--requests 20000] [--rounds 5]
 import { createHash, randomBytes } from 'node:crypto'
 import { IncomingMessage, ServerResponse, type Server } from 'node:http'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -27,6 +27,8 @@ const { values: args } = parseArgs({
   },
 })
 const tree = resolve(args.tree!)
+// A source tree (run through tsx) or a build (`dist/`, plain JavaScript: profiles show real lines).
+const ext = existsSync(join(tree, 'src/gateway.ts')) ? 'ts' : 'js'
 const N = Number(args.requests)
 
 const gatewayKey = `igw_${randomBytes(32).toString('base64url')}`
@@ -39,10 +41,12 @@ writeFileSync(
 process.env.BENCH_IMMICH_KEY = 'fake-admin-key'
 process.env.GATEWAY_KEYS_FILE = keysFile
 
-const { configSchema } = (await import(pathToFileURL(join(tree, 'src/config/schema.ts')).href)) as {
+const { configSchema } = (await import(
+  pathToFileURL(join(tree, `src/config/schema.${ext}`)).href
+)) as {
   configSchema: { parse(v: unknown): unknown }
 }
-const { startGateway } = (await import(pathToFileURL(join(tree, 'src/gateway.ts')).href)) as {
+const { startGateway } = (await import(pathToFileURL(join(tree, `src/gateway.${ext}`)).href)) as {
   startGateway(
     config: unknown,
     o: { logger: unknown; registry: Registry }
@@ -67,7 +71,7 @@ const config = configSchema.parse({
   },
 })
 // Trees whose environment is resolved in config loading (GATEWAY_KEYS_FILE, the Immich key's env var).
-const load = (await import(pathToFileURL(join(tree, 'src/config/load.ts')).href)) as {
+const load = (await import(pathToFileURL(join(tree, `src/config/load.${ext}`)).href)) as {
   resolveEnvironment?: (config: unknown, env: NodeJS.ProcessEnv) => unknown
 }
 const gateway = await startGateway(load.resolveEnvironment?.(config, process.env) ?? config, {

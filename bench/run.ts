@@ -8,7 +8,14 @@
 //                        [--alt-dist DIR]   (A/B: a second gateway build, e.g. a candidate fix, as `alt-*`)
 //                        [--dist DIR]       (run every gateway variant from this build instead of dist/)
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -917,7 +924,21 @@ function altVariant(variants: Map<string, VariantOrSkip>, name: string): Variant
   if (!existsSync(join(args['alt-dist'], 'src', 'main.js')))
     return { name, skip: `no src/main.js under ${args['alt-dist']}` }
   if ('skip' in base) return { name, skip: base.skip }
-  return { ...base, name }
+  // An older build refuses policies it does not know: those switched off are left out (it has none
+  // of them to switch off); one switched on makes the comparison meaningless.
+  const known = new Set(
+    readdirSync(join(args['alt-dist'], 'policies'), { withFileTypes: true })
+      .filter((d) => d.isDirectory())
+      .map((d) => d.name)
+  )
+  const policies: Record<string, unknown> = {}
+  for (const [policy, options] of Object.entries(
+    (base.config.policies ?? {}) as Record<string, unknown>
+  )) {
+    if (known.has(policy)) policies[policy] = options
+    else if (options !== false) return { name, skip: `the --alt-dist build has no ${policy}` }
+  }
+  return { ...base, name, config: { ...base.config, policies } }
 }
 
 /** The gateway variant a target names: `<variant>-alt` runs that variant's config from --alt-dist. */

@@ -3,7 +3,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { POLICIES } from '../policies/index.js'
 import { configSchema } from '../src/config/schema.js'
 import { BENCH_ALBUM_ID } from './album.js'
@@ -46,8 +46,11 @@ export async function gatewayVariants(): Promise<Map<string, VariantOrSkip>> {
   const entry = (name: string, key: string, extra = '') =>
     `  - name: ${name}\n    keyHash: "sha256:${createHash('sha256').update(key).digest('hex')}"\n` +
     `    scopes: [asset.view, asset.read, server.about]\n    upstreamKeyEnv: BENCH_IMMICH_KEY\n${extra}`
+  writeFileSync(keysFile, `clients:\n${entry('bench', gatewayKey)}`)
+  // The bound client in a file of its own: a build from before album binding (--alt-dist) refuses it.
+  const albumKeysFile = join(dirname(keysFile), 'keys-albums.yaml')
   writeFileSync(
-    keysFile,
+    albumKeysFile,
     `clients:\n${entry('bench', gatewayKey)}${entry('bench-bound', boundKey, `    albums: [${BENCH_ALBUM_ID}]\n`)}`
   )
   const keyEnv = { BENCH_IMMICH_KEY: 'fake-admin-key', GATEWAY_KEYS_FILE: keysFile }
@@ -120,7 +123,7 @@ export async function gatewayVariants(): Promise<Map<string, VariantOrSkip>> {
                     'album-binding': {},
                   },
                 },
-                env: keyEnv,
+                env: { ...keyEnv, GATEWAY_KEYS_FILE: albumKeysFile },
                 gatewayKey: key,
               }
             : { name, skip: 'policy album-binding not registered in policies/index.ts' }

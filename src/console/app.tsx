@@ -400,6 +400,7 @@ export function createConsole(
     scopes: [],
     expires: '',
     allowFrom: '',
+    albums: '',
     upstreamKeyEnv: DEFAULT_UPSTREAM_KEY_ENV,
   }
 
@@ -428,6 +429,7 @@ export function createConsole(
       scopes,
       expires: text(body, 'expires'),
       allowFrom: text(body, 'allowFrom'),
+      albums: text(body, 'albums'),
       upstreamKeyEnv: text(body, 'upstreamKeyEnv').trim() || DEFAULT_UPSTREAM_KEY_ENV,
     }
     try {
@@ -441,6 +443,7 @@ export function createConsole(
           upstreamKeyEnv: form.upstreamKeyEnv,
           ...(expiresAt ? { expiresAt } : {}),
           allowFrom: list(form.allowFrom),
+          albums: list(form.albums),
           ...(form.description ? { description: form.description } : {}),
         },
         { ...editOptions, now }
@@ -449,6 +452,7 @@ export function createConsole(
         scopes: entry.scopes,
         ...(entry.expiresAt ? { expiresAt: entry.expiresAt } : {}),
         ...(entry.allowFrom ? { allowFrom: entry.allowFrom } : {}),
+        ...(entry.albums ? { albums: entry.albums } : {}),
       })
       return c.html(
         <NewKeyPage {...page(c)} client={entry.name} newKey={key} what={`Added ${entry.name}.`} />
@@ -462,6 +466,7 @@ export function createConsole(
       else if (field === 'scopes')
         errors.scopes = scopes.length === 0 ? 'Pick at least one scope.' : err.message
       else if (field === 'allowFrom') errors.allowFrom = `Allowed addresses: ${err.message}`
+      else if (field === 'albums') errors.albums = `Albums: ${err.message}`
       else if (field === 'upstreamKeyEnv')
         errors.upstreamKeyEnv = `Environment variable: ${err.message}`
       else errors.form = err.message

@@ -425,6 +425,7 @@ export interface AddForm {
   scopes: string[]
   expires: string
   allowFrom: string
+  albums: string
   upstreamKeyEnv: string
 }
 
@@ -569,6 +570,21 @@ export function AddPage(
           Addresses or CIDRs, comma-separated (192.168.1.0/24, 10.0.0.7). Empty: any address.
         </p>
         {fieldError('allowFrom')}
+        <label for='albums'>Only these albums (optional)</label>
+        <input
+          type='text'
+          id='albums'
+          name='albums'
+          value={form.albums}
+          aria-describedby={described('albums', 'hint')}
+          aria-invalid={errors.albums ? 'true' : undefined}
+        />
+        <p class='hint' id='albums-hint'>
+          Album ids, comma-separated (the last part of the album's address in Immich). The key then
+          sees only the photos of these albums, whatever its scopes allow: for a photo frame. Empty:
+          no album limit.
+        </p>
+        {fieldError('albums')}
         <label for='upstreamKeyEnv'>Immich API key from the environment variable</label>
         <input
           type='text'
