@@ -341,39 +341,6 @@ describe('add, rotate, revoke: the keys file changes and the gateway follows at 
     expect(readFileSync(keysFile, 'utf8')).toBe(before)
   })
 
-  it('add with albums: the key is bound to them (a frame), as `keys add --albums` binds it', async () => {
-    const { cookie, csrf } = await adminSession()
-    const album = '0b9e8c3e-5a1d-4c2b-9f3e-7d6a5b4c3d2e'
-    const form = new URLSearchParams({
-      _csrf: csrf,
-      name: 'hall-frame',
-      albums: album,
-      upstreamKeyEnv: USER_KEY_ENV,
-    })
-    form.append('scope', 'photo-frame')
-    const page = await call('POST', '/gateway/clients', { cookie }, form)
-    expect(page.status).toBe(200)
-    const frameKey = keyOf(page.text)
-    expect(entries().find((e) => e.name === 'hall-frame')!.albums).toEqual([album])
-    // Bound: people (which photo-frame's person.read allows) are refused to it as to any bound key.
-    const people = async () => {
-      const res = await request(`${stack.url}/api/people`, { headers: { 'x-api-key': frameKey } })
-      return `${res.statusCode} ${((await res.body.json()) as { message?: string }).message}`
-    }
-    await expect
-      .poll(people, { timeout: 2000, interval: 20 })
-      .toBe('403 album-bound keys cannot use this route')
-    const detail = await call('GET', '/gateway/clients/hall-frame', { cookie: ADMIN })
-    expect(detail.text).toContain(album)
-    const done = await call(
-      'POST',
-      '/gateway/clients/hall-frame/revoke',
-      { cookie },
-      new URLSearchParams({ _csrf: csrf })
-    )
-    expect(done.status).toBe(303)
-  })
-
   it('rotate: a new key at once; without grace the old one stops', async () => {
     const { cookie, csrf } = await adminSession()
     const page = await call(
@@ -459,6 +426,39 @@ describe('add, rotate, revoke: the keys file changes and the gateway follows at 
 })
 
 describe('what the console shows about traffic', () => {
+  it('add with albums: the key is bound to them (a frame), as `keys add --albums` binds it', async () => {
+    const { cookie, csrf } = await adminSession()
+    const album = '0b9e8c3e-5a1d-4c2b-9f3e-7d6a5b4c3d2e'
+    const form = new URLSearchParams({
+      _csrf: csrf,
+      name: 'hall-frame',
+      albums: album,
+      upstreamKeyEnv: USER_KEY_ENV,
+    })
+    form.append('scope', 'photo-frame')
+    const page = await call('POST', '/gateway/clients', { cookie }, form)
+    expect(page.status).toBe(200)
+    const frameKey = keyOf(page.text)
+    expect(entries().find((e) => e.name === 'hall-frame')!.albums).toEqual([album])
+    // Bound: people (which photo-frame's person.read allows) are refused to it as to any bound key.
+    const people = async () => {
+      const res = await request(`${stack.url}/api/people`, { headers: { 'x-api-key': frameKey } })
+      return `${res.statusCode} ${((await res.body.json()) as { message?: string }).message}`
+    }
+    await expect
+      .poll(people, { timeout: 2000, interval: 20 })
+      .toBe('403 album-bound keys cannot use this route')
+    const detail = await call('GET', '/gateway/clients/hall-frame', { cookie: ADMIN })
+    expect(detail.text).toContain(album)
+    const done = await call(
+      'POST',
+      '/gateway/clients/hall-frame/revoke',
+      { cookie },
+      new URLSearchParams({ _csrf: csrf })
+    )
+    expect(done.status).toBe(303)
+  })
+
   it('the CLI and the console write alike: one revokes what the other added, and rotates it', async () => {
     const added = await cli([
       'keys',
