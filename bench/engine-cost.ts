@@ -6,17 +6,16 @@
 //
 //   taskset -c 1 npx tsx bench/engine-cost.ts [--tree .exp/alt] [--requests 20000] [--rounds 5]
 import { createHash, randomBytes } from 'node:crypto'
-import { IncomingMessage, ServerResponse, type Server } from 'node:http'
+import type { Server } from 'node:http'
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { Duplex } from 'node:stream'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import pino from 'pino'
 import { Registry } from 'prom-client'
 import { startFakeImmich } from '../test/fake-immich/server.js'
+import { syntheticGet } from './lib/in-process.js'
 
 const { values: args } = parseArgs({
   options: {
@@ -79,40 +78,13 @@ const gateway = await startGateway(load.resolveEnvironment?.(config, process.env
   registry: new Registry(),
 })
 
-/** A socket that takes whatever is written and drops it. */
-function nullSocket(): Socket {
-  // A high-water mark no answer reaches: a write never waits for a drain Node's server would relay.
-  const d = new Duplex({
-    writableHighWaterMark: 1 << 30,
-    read() {},
-    write(_chunk, _enc, done) {
-      done()
-    },
-  })
-  Object.assign(d, { remoteAddress: '127.0.0.1', encrypted: false })
-  return d as unknown as Socket
-}
-
 const THUMB = '/api/assets/8f2c4e1a-3b5d-4c7e-9f10-2a3b4c5d6e7f/thumbnail?size=thumbnail'
 
 function once(path: string, key: string): Promise<number> {
-  const socket = nullSocket()
-  const req = new IncomingMessage(socket)
-  req.method = 'GET'
-  req.url = path
-  req.httpVersionMajor = 1
-  req.httpVersionMinor = 1
-  req.httpVersion = '1.1'
-  const headers = { host: 'gateway', 'x-api-key': key, accept: 'image/webp,*/*' }
-  req.headers = headers
-  req.rawHeaders = Object.entries(headers).flat()
-  req.complete = true
-  req.push(null)
-  const res = new ServerResponse(req)
-  res.assignSocket(socket)
-  return new Promise((resolve) => {
-    res.on('finish', () => resolve(res.statusCode))
-    gateway.server.emit('request', req, res)
+  return syntheticGet((req, res) => gateway.server.emit('request', req, res), path, {
+    host: 'gateway',
+    'x-api-key': key,
+    accept: 'image/webp,*/*',
   })
 }
 

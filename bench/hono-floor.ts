@@ -6,13 +6,12 @@
 // product is asked to be built on.
 //
 //   taskset -c 1 npx tsx bench/hono-floor.ts [--requests 50000] [--rounds 5] [--layers 10]
-import { IncomingMessage, ServerResponse, type RequestListener } from 'node:http'
-import { type Socket } from 'node:net'
-import { Duplex } from 'node:stream'
+import type { RequestListener } from 'node:http'
 import { parseArgs } from 'node:util'
 import { getRequestListener, type HttpBindings } from '@hono/node-server'
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
 import { Hono } from 'hono'
+import { syntheticGet } from './lib/in-process.js'
 
 const { values: args } = parseArgs({
   options: {
@@ -22,6 +21,7 @@ const { values: args } = parseArgs({
   },
 })
 const N = Number(args.requests)
+const PATH = '/api/assets/8f2c4e1a-3b5d-4c7e-9f10-2a3b4c5d6e7f/thumbnail?size=thumbnail'
 const BODY = Buffer.alloc(40 * 1024, 7)
 const HEADERS = [
   'content-type',
@@ -50,35 +50,10 @@ function honoListener(layers: number): RequestListener {
   return getRequestListener(app.fetch, { overrideGlobalObjects: false, autoCleanupIncoming: false })
 }
 
-function nullSocket(): Socket {
-  const d = new Duplex({
-    writableHighWaterMark: 1 << 30,
-    read() {},
-    write(_chunk, _enc, done) {
-      done()
-    },
-  })
-  Object.assign(d, { remoteAddress: '127.0.0.1', encrypted: false })
-  return d as unknown as Socket
-}
-
-function once(listener: RequestListener): Promise<void> {
-  const socket = nullSocket()
-  const req = new IncomingMessage(socket)
-  req.method = 'GET'
-  req.url = '/api/assets/8f2c4e1a-3b5d-4c7e-9f10-2a3b4c5d6e7f/thumbnail?size=thumbnail'
-  req.httpVersionMajor = 1
-  req.httpVersionMinor = 1
-  req.httpVersion = '1.1'
-  req.headers = { host: 'gateway', accept: 'image/webp,*/*' }
-  req.rawHeaders = ['host', 'gateway', 'accept', 'image/webp,*/*']
-  req.complete = true
-  req.push(null)
-  const res = new ServerResponse(req)
-  res.assignSocket(socket)
-  return new Promise((resolve) => {
-    res.on('finish', () => resolve())
-    void listener(req, res)
+function once(listener: RequestListener): Promise<number> {
+  return syntheticGet((req, res) => void listener(req, res), PATH, {
+    host: 'gateway',
+    accept: 'image/webp,*/*',
   })
 }
 

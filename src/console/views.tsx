@@ -454,6 +454,30 @@ export function AddPage(
         {errors[field]}
       </p>
     )
+  /** A labelled text input with its hint and, after a refused submission, what to fix. */
+  const textField = (
+    field: 'name' | 'expires' | 'allowFrom' | 'albums' | 'upstreamKeyEnv',
+    label: string,
+    hint: string,
+    extra: { required?: boolean; pattern?: string } = {}
+  ) => (
+    <>
+      <label for={field}>{label}</label>
+      <input
+        type='text'
+        id={field}
+        name={field}
+        value={form[field]}
+        {...extra}
+        aria-describedby={described(field, 'hint')}
+        aria-invalid={errors[field] ? 'true' : undefined}
+      />
+      <p class='hint' id={`${field}-hint`}>
+        {hint}
+      </p>
+      {fieldError(field)}
+    </>
+  )
   return (
     <Layout {...props} title='Add a client' section='add'>
       {errors.form && (
@@ -463,22 +487,12 @@ export function AddPage(
       )}
       <form method='post' action={`${base}/clients`}>
         <input type='hidden' name='_csrf' value={csrf} />
-        <label for='name'>Name</label>
-        <input
-          type='text'
-          id='name'
-          name='name'
-          value={form.name}
-          required
-          pattern='[A-Za-z0-9][A-Za-z0-9._\-]{0,63}'
-          aria-describedby={described('name', 'hint')}
-          aria-invalid={errors.name ? 'true' : undefined}
-        />
-        <p class='hint' id='name-hint'>
-          Letters, digits, ".", "_" or "-": it labels the client in logs and metrics (e.g.
-          living-room-frame).
-        </p>
-        {fieldError('name')}
+        {textField(
+          'name',
+          'Name',
+          'Letters, digits, ".", "_" or "-": it labels the client in logs and metrics (e.g. living-room-frame).',
+          { required: true, pattern: '[A-Za-z0-9][A-Za-z0-9._\\-]{0,63}' }
+        )}
         <label for='description'>Description (optional)</label>
         <input type='text' id='description' name='description' value={form.description} />
 
@@ -544,61 +558,26 @@ export function AddPage(
           </label>
         </fieldset>
 
-        <label for='expires'>Expires (optional)</label>
-        <input
-          type='text'
-          id='expires'
-          name='expires'
-          value={form.expires}
-          aria-describedby={described('expires', 'hint')}
-          aria-invalid={errors.expires ? 'true' : undefined}
-        />
-        <p class='hint' id='expires-hint'>
-          A duration from now (90d, 12h, 2w) or a date (2027-06-30). Empty: never.
-        </p>
-        {fieldError('expires')}
-        <label for='allowFrom'>Allowed addresses (optional)</label>
-        <input
-          type='text'
-          id='allowFrom'
-          name='allowFrom'
-          value={form.allowFrom}
-          aria-describedby={described('allowFrom', 'hint')}
-          aria-invalid={errors.allowFrom ? 'true' : undefined}
-        />
-        <p class='hint' id='allowFrom-hint'>
-          Addresses or CIDRs, comma-separated (192.168.1.0/24, 10.0.0.7). Empty: any address.
-        </p>
-        {fieldError('allowFrom')}
-        <label for='albums'>Only these albums (optional)</label>
-        <input
-          type='text'
-          id='albums'
-          name='albums'
-          value={form.albums}
-          aria-describedby={described('albums', 'hint')}
-          aria-invalid={errors.albums ? 'true' : undefined}
-        />
-        <p class='hint' id='albums-hint'>
-          Album ids, comma-separated (the last part of the album's address in Immich). The key then
-          sees only the photos of these albums, whatever its scopes allow: for a photo frame. Empty:
-          no album limit.
-        </p>
-        {fieldError('albums')}
-        <label for='upstreamKeyEnv'>Immich API key from the environment variable</label>
-        <input
-          type='text'
-          id='upstreamKeyEnv'
-          name='upstreamKeyEnv'
-          value={form.upstreamKeyEnv}
-          aria-describedby={described('upstreamKeyEnv', 'hint')}
-          aria-invalid={errors.upstreamKeyEnv ? 'true' : undefined}
-        />
-        <p class='hint' id='upstreamKeyEnv-hint'>
-          The gateway injects this Immich key for the client; it must be set in the gateway's
-          environment.
-        </p>
-        {fieldError('upstreamKeyEnv')}
+        {textField(
+          'expires',
+          'Expires (optional)',
+          'A duration from now (90d, 12h, 2w) or a date (2027-06-30). Empty: never.'
+        )}
+        {textField(
+          'allowFrom',
+          'Allowed addresses (optional)',
+          'Addresses or CIDRs, comma-separated (192.168.1.0/24, 10.0.0.7). Empty: any address.'
+        )}
+        {textField(
+          'albums',
+          'Only these albums (optional)',
+          "Album ids, comma-separated (the last part of the album's address in Immich). The key then sees only the photos of these albums, whatever its scopes allow: for a photo frame. Empty: no album limit."
+        )}
+        {textField(
+          'upstreamKeyEnv',
+          'Immich API key from the environment variable',
+          "The gateway injects this Immich key for the client; it must be set in the gateway's environment."
+        )}
         <div class='actions'>
           <button type='submit'>Create the key</button>
         </div>

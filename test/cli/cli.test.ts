@@ -3,7 +3,6 @@
  * never starts anything, --version, unknown flags refused with the usage line; and `config check`
  * reporting every problem of a setup in one run.
  */
-import { execFile } from 'node:child_process'
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -12,25 +11,16 @@ import { run } from '../../src/cli/index.js'
 import { checkConfiguration, formatCheck } from '../../src/config/check.js'
 import { keyHash } from '../../src/auth/hash.js'
 import { tempDir, USER_KEY_ENV } from '../policies/api-key-auth/support.js'
+import { runCli } from '../support/cli.js'
 
 vi.setConfig({ testTimeout: 60_000 })
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
-const BIN = join(ROOT, 'bin/immich-gateway.js')
 const dir = tempDir('igw-cli-help-')
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
-function cli(args: string[], env: Record<string, string> = {}) {
-  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args],
-      { cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...env }, timeout: 30_000 },
-      (err, stdout, stderr) =>
-        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr })
-    )
-  })
-}
+const cli = (args: string[], env: Record<string, string> = {}) =>
+  runCli(args, { installed: true, env })
 
 /** The CLI in this process (no spawn per command): its exit code and what it wrote. */
 async function inProcess(args: string[]) {

@@ -1,7 +1,5 @@
-import { execFile } from 'node:child_process'
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
 import { parse } from 'yaml'
 import { afterAll, describe, expect, it, vi } from 'vitest'
@@ -9,12 +7,11 @@ import { keyHash } from '../../src/auth/hash.js'
 import { GATEWAY_KEY_PATTERN } from '../../src/auth/keygen.js'
 import { startStack } from '../support/stack.js'
 import { leakedSecrets, remember, tempDir, USER_KEY_ENV } from '../policies/api-key-auth/support.js'
+import { runCli } from '../support/cli.js'
 
 // Every CLI run is a fresh `node --import tsx` (about a second).
 vi.setConfig({ testTimeout: 30_000 })
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url))
-const CLI = join(ROOT, 'src/cli/index.ts')
 const dir = tempDir('igw-cli-')
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
@@ -25,24 +22,10 @@ interface Run {
   lastLine: string
 }
 
-function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', CLI, ...args],
-      // Nothing of the caller's environment (GATEWAY_CONFIG, GATEWAY_KEYS_FILE...) reaches the CLI.
-      { cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...env } },
-      (err, stdout, stderr) => {
-        const lines = stdout.trimEnd().split('\n')
-        resolve({
-          code: err ? ((err as { code?: number }).code ?? 1) : 0,
-          stdout,
-          stderr,
-          lastLine: lines[lines.length - 1] ?? '',
-        })
-      }
-    )
-  })
+// Nothing of the caller's environment (GATEWAY_CONFIG, GATEWAY_KEYS_FILE...) reaches the CLI.
+async function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  const run = await runCli(args, { env })
+  return { ...run, lastLine: run.stdout.trimEnd().split('\n').pop() ?? '' }
 }
 
 const file = join(dir, 'keys.yaml')

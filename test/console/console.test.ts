@@ -1,9 +1,7 @@
 // The console over real sockets: a real gateway with the console on, in front of the fake Immich
 // (sessions for an admin and a non-admin), and a real keys file that every write must change.
-import { execFile } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
 import { parse } from 'yaml'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -20,6 +18,7 @@ import {
   USER_KEY_ENV,
   writeKeys,
 } from '../policies/api-key-auth/support.js'
+import { runCli } from '../support/cli.js'
 
 const ASSET = '5e1b7b7e-2b64-4b9c-9a57-1f7d3c1e2a10'
 const USER_SESSION = 'fake-user-session-token'
@@ -89,20 +88,6 @@ function csrfOf(html: string): string {
 
 function keyOf(html: string): string {
   return remember(/id="new-key" value="([^"]+)"/.exec(html)![1]!)
-}
-
-/** The `immich-gateway` CLI as an admin runs it on the host (nothing of this process's environment). */
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const root = fileURLToPath(new URL('../..', import.meta.url))
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', join(root, 'src/cli/index.ts'), ...args],
-      { cwd: root, env: { PATH: process.env.PATH ?? '' } },
-      (err, stdout, stderr) =>
-        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr })
-    )
-  })
 }
 
 function entries(): ClientEntry[] {
@@ -460,7 +445,7 @@ describe('what the console shows about traffic', () => {
   })
 
   it('the CLI and the console write alike: one revokes what the other added, and rotates it', async () => {
-    const added = await cli([
+    const added = await runCli([
       'keys',
       'add',
       '--name',
@@ -487,7 +472,7 @@ describe('what the console shows about traffic', () => {
     const consoleKey = keyOf(rotated.text)
     await expect.poll(() => apiStatus(cliKey), { timeout: 2000, interval: 20 }).toBe(401)
     expect(await apiStatus(consoleKey)).toBe(200)
-    const again = await cli(['keys', 'rotate', 'from-cli', '--grace', '0', '--file', keysFile])
+    const again = await runCli(['keys', 'rotate', 'from-cli', '--grace', '0', '--file', keysFile])
     expect(again.code, again.stderr).toBe(0)
     const cliAgain = remember(again.stdout.trimEnd().split('\n').pop()!)
     await expect.poll(() => apiStatus(consoleKey), { timeout: 2000, interval: 20 }).toBe(401)

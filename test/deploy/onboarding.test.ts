@@ -12,6 +12,7 @@ import { startFakeImmich, type FakeImmich } from '../fake-immich/server.js'
 import { freePort } from '../support/http.js'
 import { auditLog } from '../support/stack.js'
 import { remember, tempDir } from '../policies/api-key-auth/support.js'
+import { runCli } from '../support/cli.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const BIN = join(ROOT, 'bin/immich-gateway.js')
@@ -19,20 +20,8 @@ const BIN = join(ROOT, 'bin/immich-gateway.js')
 /** PATH only: nothing of the caller's environment, no Immich key in any variable. */
 const bare = () => ({ PATH: process.env.PATH ?? '' })
 
-function cli(
-  args: string[],
-  stdin?: string
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: bare() })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }))
-    child.stdin.end(stdin ?? '')
-  })
-}
+const cli = (args: string[], input?: string) =>
+  runCli(args, { installed: true, env: bare(), input })
 
 describe('from `npm install` to a working client key, against a running gateway', () => {
   const dir = tempDir('igw-onboarding-')

@@ -1,32 +1,14 @@
-import { spawn } from 'node:child_process'
-import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { runCli, type Run } from '../support/cli.js'
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url))
-const CLI = join(ROOT, 'src/cli/index.ts')
-
-export interface Run {
-  code: number
-  stdout: string
-  stderr: string
-}
+export type { Run }
 
 /**
- * One `immich-gateway` run (a fresh `node --import tsx`, about a second), with `input` on stdin.
- * REDIS_URL and GATEWAY_CONFIG are cleared unless given, so the run sees only what the test sets.
+ * One `immich-gateway` run with `input` on stdin: the caller's environment, except REDIS_URL,
+ * GATEWAY_CONFIG and IMMICH_URL, which are cleared unless given, so the run sees only what the test sets.
  */
 export function cli(args: string[], env: Record<string, string> = {}, input = ''): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
-      cwd: ROOT,
-      env: { ...process.env, REDIS_URL: '', GATEWAY_CONFIG: '', IMMICH_URL: '', ...env },
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }))
-    child.stdin.end(input)
+  return runCli(args, {
+    env: { ...process.env, REDIS_URL: '', GATEWAY_CONFIG: '', IMMICH_URL: '', ...env },
+    input,
   })
 }

@@ -1,8 +1,6 @@
 /** `albums:` in the keys file and `keys add --albums`: parsed, validated, hot-reloaded. */
-import { execFile } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { parse } from 'yaml'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { parseKeysText } from '../../../src/auth/keys-file.js'
@@ -10,22 +8,12 @@ import type { Stack } from '../../support/stack.js'
 import { client, remember, tempDir, USER_KEY_ENV, writeKeys } from '../api-key-auth/support.js'
 import { waitFor } from '../rate-limit/support.js'
 import { call, gateway, makeWorld, type World } from './support.js'
+import { runCli } from '../../support/cli.js'
 
 vi.setConfig({ testTimeout: 30_000 })
 
-const ROOT = fileURLToPath(new URL('../../..', import.meta.url))
-
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', join(ROOT, 'src/cli/index.ts'), ...args],
-      { cwd: ROOT, env: { ...process.env, [USER_KEY_ENV]: 'fake-user-key' } },
-      (err, stdout, stderr) =>
-        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr })
-    )
-  })
-}
+const cli = (args: string[]) =>
+  runCli(args, { env: { ...process.env, [USER_KEY_ENV]: 'fake-user-key' } })
 
 const ALBUM = '0b9e8c3e-5a1d-4c2b-9f3e-7d6a5b4c3d2e'
 
