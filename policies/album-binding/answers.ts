@@ -16,12 +16,15 @@ import { writeAnswer } from '../../src/server/answer.js'
 /** Whether an asset id (any case) is in one of the key's bound albums. */
 export type Visible = (assetId: string) => boolean
 
-/** Asset answers whose JSON is edited for bound keys (the treatments say the rest). */
+/**
+ * Asset answers whose JSON is edited for bound keys, by path template: `GET /api/assets/{id}` (the
+ * only method of that path a bound key may use) and the searches that list assets.
+ */
 export const EDITED_ASSET_ANSWERS: ReadonlySet<string> = new Set([
-  'GET /api/assets/{id}',
-  'POST /api/search/metadata',
-  'POST /api/search/random',
-  'POST /api/search/smart',
+  '/api/assets/{id}',
+  '/api/search/metadata',
+  '/api/search/random',
+  '/api/search/smart',
 ])
 
 function first(value: string | string[] | number | undefined): string | undefined {

@@ -193,9 +193,12 @@ class Judge {
       c.set('terminal', (ctx) => sendEdited(ctx, this.deps, this.options.maxResponseBytes))
   }
 
-  /** An asset answer (asset info, a search) loses the ids of assets outside the albums. */
+  /**
+   * An asset answer (asset info, a search) loses the ids of assets outside the albums. Called for
+   * the `asset` and `search` treatments only; a thumbnail's path is one Set lookup, no string built.
+   */
   private editAssetAnswer(c: Context<Env>, binding: AlbumBinding, route: RouteInfo): void {
-    if (!EDITED_ASSET_ANSWERS.has(`${route.method} ${route.path}`)) return
+    if (!EDITED_ASSET_ANSWERS.has(route.path)) return
     if (c.get('upstream').method === 'HEAD') return
     this.editAnswer(
       c,
