@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util'
 import type { YAMLMap } from 'yaml'
 import { withImmichSession, type ImmichSession, type MintedImmichKey } from '../auth/immich-mint.js'
-import { setList, type KeysDoc } from '../auth/keys-edit.js'
+import { findClient, setList, type KeysDoc } from '../auth/keys-edit.js'
 import type { ClientEntry } from '../auth/keys-file.js'
 import {
   immichPermissions,
@@ -21,7 +21,6 @@ import { loadConfig } from '../config/load.js'
 import { usageStoreFor } from '../../policies/scopes/learn.js'
 import { registerCommand, UsageError } from './index.js'
 import { instant, list, openKeys, out, save } from './keys.js'
-import { findClient } from '../auth/keys-edit.js'
 import { readSecretInput } from './secret-input.js'
 
 /** The concrete Immich permissions a client holds now: its learning base while learning, else its scopes. */

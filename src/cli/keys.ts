@@ -42,14 +42,14 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
  * What the gateway would use (GATEWAY_CONFIG, GATEWAY_KEYS_FILE, GATEWAY_SCOPES_FILE), unless
  * --file says. Every edit goes through src/auth/keys-edit.ts, the module the console writes with.
  */
-export interface Setup {
+interface Setup {
   file: string
   resolver: ScopeResolver
   edit: KeyEditOptions
   env: Readonly<Record<string, string | undefined>>
 }
 
-export function setup(fileFlag: string | undefined): Setup {
+function setup(fileFlag: string | undefined): Setup {
   const config = loadConfig()
   const options = apiKeyAuthOptions.parse(config.policies['api-key-auth'] || {})
   const file = fileFlag
@@ -85,7 +85,7 @@ const FLAGS: Record<KeyEditField, string> = {
 }
 
 /** Runs a keys-file edit; a refusal names the flag it is about. */
-export function editing<T>(edit: () => T): T {
+function editing<T>(edit: () => T): T {
   try {
     return edit()
   } catch (err) {
