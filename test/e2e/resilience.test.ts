@@ -120,7 +120,17 @@ describe('Immich stopped and restarted under a running gateway', () => {
     await waitFor(async () => (await get(stack.url, '/readyz')).status === 503, 5000, 'not ready')
     const detectedMs = Date.now() - stoppedAt
     expect(detectedMs).toBeLessThan(PROBE_SECONDS * 1000 + 1000)
+    // A probe in flight as Immich stopped can see its connection reset (ECONNRESET); every probe
+    // after that is refused, which is what /readyz then says.
+    await waitFor(
+      async () =>
+        (JSON.parse((await get(stack.url, '/readyz')).body.toString()) as { upstream?: string })
+          .upstream === 'refused',
+      PROBE_SECONDS * 1000 + 1000,
+      'readyz upstream refused'
+    )
     const notReady = await get(stack.url, '/readyz')
+    expect(notReady.status).toBe(503)
     expect(JSON.parse(notReady.body.toString())).toMatchObject({
       status: 'not ready',
       upstream: 'refused',
