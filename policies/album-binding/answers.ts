@@ -12,6 +12,7 @@ import type { Deps } from '../../src/deps.js'
 import type { AlbumBinding, AnswerEdit, Env } from '../../src/env.js'
 import { GatewayError } from '../../src/errors.js'
 import { writeAnswer } from '../../src/server/answer.js'
+import { firstValue } from '../../src/upstream/headers.js'
 
 /** Whether an asset id (any case) is in one of the key's bound albums. */
 export type Visible = (assetId: string) => boolean
@@ -26,10 +27,6 @@ export const EDITED_ASSET_ANSWERS: ReadonlySet<string> = new Set([
   '/api/search/random',
   '/api/search/smart',
 ])
-
-function first(value: string | string[] | number | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value === undefined ? undefined : String(value)
-}
 
 type Json = Record<string, unknown>
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v)
@@ -114,9 +111,9 @@ export function assetAnswerEdit(
 export async function sendEdited(c: Context<Env>, deps: Deps, maxBytes: number): Promise<Response> {
   const answer = await deps.forwarder.capture(c, maxBytes)
   const headers: OutgoingHttpHeaders = {
-    'content-type': first(answer.headers['content-type']) ?? 'application/json; charset=utf-8',
+    'content-type': firstValue(answer.headers['content-type']) ?? 'application/json; charset=utf-8',
   }
-  const correlation = first(answer.headers['x-correlation-id'])
+  const correlation = firstValue(answer.headers['x-correlation-id'])
   if (correlation) headers['x-correlation-id'] = correlation
   return writeAnswer(c, answer.status, headers, answer.body)
 }

@@ -234,11 +234,8 @@ class Judge {
       }
       if (!missing) throw assetNotFound()
     }
-    return this.memberships(c, binding).then((all) => {
-      for (const raw of ids) {
-        const id = raw.toLowerCase()
-        if (!all.some((m) => m.ids.has(id))) throw assetNotFound()
-      }
+    return this.visible(c, binding).then((isVisible) => {
+      for (const id of ids) if (!isVisible(id)) throw assetNotFound()
       return next()
     })
   }
@@ -319,9 +316,8 @@ class Judge {
       const ids = body.ids
       if (!Array.isArray(ids) || ids.some((id) => typeof id !== 'string'))
         throw new GatewayError(400, 'BAD_IDS', 'ids must be an array of asset ids')
-      const all = await this.memberships(c, binding)
-      for (const id of ids as string[])
-        if (!all.some((m) => m.ids.has(id.toLowerCase()))) throw assetNotFound()
+      const isVisible = await this.visible(c, binding)
+      for (const id of ids as string[]) if (!isVisible(id)) throw assetNotFound()
     }
     return this.afterChange(c, next, albumId)
   }
@@ -363,9 +359,7 @@ class Judge {
     // Smart search "like this asset": the asset must be one the key may see.
     const like = forwarded.queryAssetId
     if (like !== undefined && like !== null) {
-      if (typeof like !== 'string') throw assetNotFound()
-      const all = await this.memberships(c, binding)
-      if (!all.some((m) => m.ids.has(like.toLowerCase()))) throw assetNotFound()
+      if (typeof like !== 'string' || !(await this.visible(c, binding))(like)) throw assetNotFound()
     }
     if (plan.kind === 'pick') {
       const ids = [...binding.ids]

@@ -22,6 +22,7 @@ import {
 import type { UpstreamCall, UpstreamReply } from './transforms.js'
 import { isApiPath } from '../../src/routing/path.js'
 import { readRequestBody } from '../../src/upstream/body.js'
+import { firstValue } from '../../src/upstream/headers.js'
 import { MultipartFieldFiller } from './multipart-fill.js'
 import { definePolicy } from '../types.js'
 import { legacyRoutesOptions, type LegacyRoutesOptions } from './schema.js'
@@ -59,10 +60,6 @@ function jsonOf(body: Buffer, contentType: string | undefined): unknown {
   } catch {
     return text
   }
-}
-
-function headerValue(value: string | string[] | number | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value === undefined ? undefined : String(value)
 }
 
 /**
@@ -185,14 +182,14 @@ async function rewriteTerminal(
   }
   if (!outcome.transformResponse) return deps.forwarder.pipe(c)
   const answer = await deps.forwarder.capture(c, options.maxResponseBytes)
-  const contentType = headerValue(answer.headers['content-type'])
+  const contentType = firstValue(answer.headers['content-type'])
   const result = await runSteps(
     outcome.transformResponse(answer.status, jsonOf(answer.body, contentType)),
     send,
     runOptions
   )
   const headers: OutgoingHttpHeaders = {}
-  const correlation = headerValue(answer.headers['x-correlation-id'])
+  const correlation = firstValue(answer.headers['x-correlation-id'])
   if (correlation) headers['x-correlation-id'] = correlation
   let payload: Buffer
   if (typeof result.body === 'string' && contentType && !/json/i.test(contentType)) {
@@ -266,6 +263,6 @@ async function followUp(
     throw new GatewayError(502, 'UPSTREAM_TOO_LARGE', 'Answer from Immich too large to translate')
   return {
     status: res.statusCode,
-    body: jsonOf(Buffer.from(text), headerValue(res.headers['content-type'])),
+    body: jsonOf(Buffer.from(text), firstValue(res.headers['content-type'])),
   }
 }

@@ -11,6 +11,7 @@ import {
   buildKeyTable,
   ALBUM_ID,
   CLIENT_NAME,
+  ENV_NAME,
   parseKeysText,
   readKeysFile,
   writeFileAtomic,
@@ -21,8 +22,6 @@ import { AddressSet } from '../net.js'
 
 /** The Immich key env var the console offers for a new client. */
 export const DEFAULT_UPSTREAM_KEY_ENV = 'IMMICH_API_KEY'
-
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 
 const HEADER = ` Gateway API keys (see config/keys.example.yaml). Written by \`immich-gateway keys\` and the
  console; the gateway reloads this file when it changes. Only hashes of keys are stored here.`
@@ -63,7 +62,8 @@ export interface NewClient {
   upstreamKeyEnv?: string
   upstreamKeyFile?: string
   immichKey?: ClientEntry['immichKey']
-  learn?: { until?: string; base?: string[] }
+  /** Learn mode (until an ISO 8601 instant, or until tightened); `scopes` is then its base. */
+  learn?: { until?: string }
   reportOnly?: boolean
   /** ISO 8601 instant. */
   expiresAt?: string
@@ -149,9 +149,7 @@ function checkNewClient(input: NewClient, options: KeyEditOptions): void {
   if (input.scopes.length === 0 && !input.learn)
     throw new KeyEditError('at least one scope is needed', 'scopes')
   try {
-    const resolver = loadScopeResolver(options.presetsFile)
-    resolver.expand(input.scopes)
-    if (input.learn?.base) resolver.expand(input.learn.base)
+    loadScopeResolver(options.presetsFile).expand(input.scopes)
   } catch (err) {
     throw new KeyEditError((err as Error).message, 'scopes')
   }

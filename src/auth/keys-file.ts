@@ -45,7 +45,8 @@ export class KeysFileError extends Error {
   override name = 'KeysFileError'
 }
 
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
+/** An environment variable's name. */
+export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 /** Client names are metric labels: bounded, plain. */
 export const CLIENT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 

@@ -20,7 +20,7 @@ import {
   type KeyEditOptions,
   type KeysDoc,
 } from '../auth/keys-edit.js'
-import { CLIENT_NAME, keysFileFor, type ClientEntry } from '../auth/keys-file.js'
+import { CLIENT_NAME, ENV_NAME, keysFileFor, type ClientEntry } from '../auth/keys-file.js'
 import { GATEWAY_KEY_PREFIX } from '../auth/keygen.js'
 import { loadScopeResolver, type ScopeResolver } from '../auth/scopes.js'
 import { mintedSecretsFile, readMintedSecrets, writeMintedSecret } from '../auth/minted-secrets.js'
@@ -30,13 +30,13 @@ import { registerCommand, UsageError, type CommandSpec } from './index.js'
 import {
   heldPermissions,
   immichSession,
+  learnField,
   mintInto,
   revokeMinted,
   rotateMinted,
 } from './keys-learn.js'
 
 const DEFAULT_GRACE = '24h'
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 
 /**
  * What the gateway would use (GATEWAY_CONFIG, GATEWAY_KEYS_FILE, GATEWAY_SCOPES_FILE), unless
@@ -163,9 +163,7 @@ const add = async (args: string[]): Promise<number> => {
         scopes: list(values.scopes),
         upstreamKeyEnv,
         upstreamKeyFile,
-        learn: values.learn
-          ? { until: values.for ? instant(values.for, '--for') : undefined }
-          : undefined,
+        learn: values.learn ? learnField(values.for, undefined) : undefined,
         reportOnly: values['report-only'],
         expiresAt: values.expires ? instant(values.expires, '--expires') : undefined,
         allowFrom,

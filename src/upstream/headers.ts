@@ -51,6 +51,11 @@ function isHopByHop(name: string, listed: Set<string> | undefined): boolean {
 }
 
 /** Copy of the headers with hop-by-hop and method-override ones removed (request or response direction). */
+/** The first value of a header as Node hands it over (a list for repeated ones, a number for some). */
+export function firstValue(value: string | string[] | number | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value === undefined ? undefined : String(value)
+}
+
 export function endToEndHeaders(
   headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>
 ): Record<string, string | string[]> {
